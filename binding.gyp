@@ -1,0 +1,48 @@
+{
+  "variables": {
+    # Set by spdk/probe.js: "true" when an installed SPDK was found (pkg-config or SPDK_DIR).
+    "spdk_found": "<!(node spdk/probe.js --found)"
+  },
+  "target_defaults": {
+    "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+    "configurations": {
+      "Release": { "cflags_cc": ["-O2", "-g"] },
+      "Debug": { "cflags_cc": ["-O0", "-g3"] }
+    }
+  },
+  "targets": [
+    {
+      "target_name": "spdk_builtin",
+      "sources": [
+        "native/common/napi_util.cc",
+        "native/common/dma_buffer.cc",
+        "native/builtin/reactor/reactor.cc",
+        "native/builtin/reactor/uv_reactor.cc",
+        "native/builtin/bdev/bdev.cc",
+        "native/builtin/bdev/malloc.cc",
+        "native/builtin/bdev/uring.cc",
+        "native/builtin/bdev/file.cc",
+        "native/builtin/io/io_queue.cc",
+        "native/builtin/io/native_bench.cc",
+        "native/builtin/engine.cc",
+        "native/builtin/addon.cc"
+      ],
+      "libraries": ["-lpthread"]
+    }
+  ],
+  "conditions": [
+    ["spdk_found=='true'", {
+      "targets": [
+        {
+          "target_name": "spdk_libspdk",
+          "sources": ["native/libspdk/addon.cc", "native/common/napi_util.cc"],
+          "cflags_cc": ["<!@(node spdk/probe.js --cflags)"],
+          "libraries": ["<!@(node spdk/probe.js --libs)"]
+        }
+      ]
+    }]
+  ]
+}

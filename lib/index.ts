@@ -1,0 +1,10 @@
+export { Spdk, RpcApi, BdevApi } from './spdk';
+export type { SpdkOptions } from './spdk';
+export { SpdkBuffer } from './buffer';
+export { BdevHandle } from './bdev/bdev';
+export type { IoRange, QueueOptions } from './bdev/bdev';
+export { IoQueue } from './bdev/queue';
+export type { CompletionHandler, IoSegment } from './bdev/queue';
+export { SpdkError } from './errors';
+export { JsonRpcError } from './rpc/errors';
+export type { BdevInfo, BdevStats } from './engine/types';

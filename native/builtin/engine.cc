@@ -1,0 +1,532 @@
+#include "engine.h"
+
+#include <cerrno>
+#include <cmath>
+#include <thread>
+
+#include "../common/napi_util.h"
+#include "bdev/file.h"
+#include "bdev/malloc.h"
+#include "io/native_bench.h"
+
+namespace spdk_node {
+
+namespace {
+
+constexpr double kGenScale = 16777216.0;  // buffer id = generation * 2^24 + table index
+
+void FinalizeBuffer(napi_env env, void* /*data*/, void* hint) {
+  DmaBuffer* b = static_cast<DmaBuffer*>(hint);
+  const size_t len = b->len;
+  if (b->ReleaseOwner()) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, -static_cast<int64_t>(len), &ignored);
+  }
+  b->Finalize();
+}
+
+// Joins reactor threads off the JS thread so stop() never blocks the event loop.
+class JoinWorker : public Napi::AsyncWorker {
+ public:
+  JoinWorker(Napi::Env env, std::vector<std::unique_ptr<ThreadReactor>> reactors,
+             std::function<void(Napi::Env)> done)
+      : Napi::AsyncWorker(env, "spdk-node:stop"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        reactors_(std::move(reactors)),
+        done_(std::move(done)) {}
+  void Execute() override {
+    for (auto& r : reactors_) r->Join();
+    reactors_.clear();
+  }
+  void OnOK() override {
+    done_(Env());
+    deferred_.Resolve(Env().Undefined());
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<std::unique_ptr<ThreadReactor>> reactors_;
+  std::function<void(Napi::Env)> done_;
+};
+
+}  // namespace
+
+Napi::Function JsEngine::Init(Napi::Env env) {
+  return DefineClass(env, "Engine",
+                     {
+                         InstanceMethod("start", &JsEngine::Start),
+                         InstanceMethod("stop", &JsEngine::Stop),
+                         InstanceMethod("createMallocBdev", &JsEngine::CreateMallocBdev),
+                         InstanceMethod("createFileBdev", &JsEngine::CreateFileBdev),
+                         InstanceMethod("deleteBdev", &JsEngine::DeleteBdev),
+                         InstanceMethod("listBdevs", &JsEngine::ListBdevs),
+                         InstanceMethod("bdevStats", &JsEngine::BdevStats),
+                         InstanceMethod("allocBuffer", &JsEngine::AllocBuffer),
+                         InstanceMethod("freeBuffer", &JsEngine::FreeBuffer),
+                         InstanceMethod("bufferInfo", &JsEngine::BufferInfo),
+                         InstanceMethod("reactorStats", &JsEngine::ReactorStats),
+                         InstanceMethod("nativeBench", &JsEngine::NativeBench),
+                         InstanceMethod("unref", &JsEngine::UnrefLoop),
+                         InstanceMethod("ref", &JsEngine::RefLoop),
+                     });
+}
+
+JsEngine::JsEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsEngine>(info) {
+  env_ = info.Env();
+}
+
+JsEngine::~JsEngine() {
+  if (cleanup_hook_added_) napi_remove_env_cleanup_hook(env_, &JsEngine::CleanupHook, this);
+  StopReactorsBlocking();
+  for (Bdev* b : bdevs_) b->Unref();
+}
+
+// start({ cores: number[], polling: boolean, hugepages: boolean })
+Napi::Value JsEngine::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "spdk.start";
+  if (running_ || stopping_) ThrowSpdkError(env, "engine already started", EALREADY, op);
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Array cores = o.Get("cores").As<Napi::Array>();
+  polling_ = o.Get("polling").ToBoolean();
+  try_huge_ = o.Get("hugepages").ToBoolean();
+  for (uint32_t i = 0; i < cores.Length(); i++) {
+    int32_t core = cores.Get(i).As<Napi::Number>().Int32Value();
+    auto r = std::make_unique<ThreadReactor>(i, core, polling_);
+    std::string err = r->Start();
+    if (!err.empty()) {
+      for (auto& started : reactors_) started->StopAndJoin();
+      reactors_.clear();
+      ThrowSpdkError(env, err, EINVAL, op);
+    }
+    reactors_.push_back(std::move(r));
+  }
+  napi_status st = napi_create_threadsafe_function(
+      env, nullptr, nullptr, Napi::String::New(env, "spdk-node:engine"), 0, 1, nullptr, nullptr,
+      this, &JsEngine::CallJs, &tsfn_);
+  if (st != napi_ok) {
+    StopReactorsBlocking();
+    ThrowSpdkError(env, "cannot create the engine's wake-up", ENOMEM, op);
+  }
+  napi_add_env_cleanup_hook(env, &JsEngine::CleanupHook, this);
+  cleanup_hook_added_ = true;
+  running_ = true;
+  // Keep the JS object alive while native threads may call back into it.
+  Ref();
+  return env.Undefined();
+}
+
+void JsEngine::PostToJs(std::function<void(Napi::Env)> fn) {
+  {
+    std::lock_guard<std::mutex> lock(post_mu_);
+    if (tsfn_ == nullptr) return;
+    posted_.push_back(std::move(fn));
+  }
+  napi_call_threadsafe_function(tsfn_, nullptr, napi_tsfn_nonblocking);
+}
+
+void JsEngine::CallJs(napi_env env, napi_value, void* context, void*) {
+  if (env == nullptr) return;
+  JsEngine* self = static_cast<JsEngine*>(context);
+  std::deque<std::function<void(Napi::Env)>> batch;
+  {
+    std::lock_guard<std::mutex> lock(self->post_mu_);
+    batch.swap(self->posted_);
+  }
+  Napi::Env e(env);
+  for (auto& fn : batch) {
+    Napi::HandleScope scope(e);
+    try {
+      fn(e);
+    } catch (const Napi::Error& err) {
+      // A throwing JS callback must not leave the batch half-delivered.
+      napi_value ex = err.Value();
+      napi_fatal_exception(env, ex);
+    }
+  }
+}
+
+Reactor* JsEngine::GetReactor(int index) {
+  if (index < 0) return JsReactor();
+  if (static_cast<size_t>(index) >= reactors_.size()) return nullptr;
+  return reactors_[index].get();
+}
+
+UvReactor* JsEngine::JsReactor() {
+  if (js_reactor_ == nullptr && running_) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env_, &loop);
+    js_reactor_ = new UvReactor(static_cast<uint32_t>(reactors_.size()), polling_);
+    if (js_reactor_->Start(loop) != 0) {
+      js_reactor_->Close();
+      js_reactor_ = nullptr;
+    }
+  }
+  return js_reactor_;
+}
+
+Bdev* JsEngine::FindBdev(const std::string& name) const {
+  for (Bdev* b : bdevs_)
+    if (b->name() == name || b->uuid() == name) return b;
+  return nullptr;
+}
+
+void JsEngine::AddBdev(Bdev* b) { bdevs_.push_back(b); }
+
+Napi::Object JsEngine::DescribeBdev(Napi::Env env, Bdev* b) const {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", b->name());
+  o.Set("aliases", Napi::Array::New(env));
+  o.Set("productName", b->product_name());
+  o.Set("blockSize", Napi::Number::New(env, b->block_size()));
+  o.Set("numBlocks", Napi::Number::New(env, static_cast<double>(b->num_blocks())));
+  o.Set("uuid", b->uuid());
+  o.Set("driver", b->driver());
+  o.Set("requiredAlignment", Napi::Number::New(env, b->required_alignment()));
+  o.Set("readOnly", Napi::Boolean::New(env, b->read_only()));
+  o.Set("claimed", Napi::Boolean::New(env, false));
+  Napi::Object io = Napi::Object::New(env);
+  io.Set("read", b->io_type_supported(IoType::kRead));
+  io.Set("write", b->io_type_supported(IoType::kWrite));
+  io.Set("flush", b->io_type_supported(IoType::kFlush));
+  io.Set("unmap", b->io_type_supported(IoType::kUnmap));
+  io.Set("write_zeroes", b->io_type_supported(IoType::kWriteZeroes));
+  o.Set("ioTypes", io);
+  Napi::Object ds = Napi::Object::New(env);
+  // SPDK's driver_specific keys per module (bdev_aio_dump_info_json, bdev_uring_dump_info_json).
+  if (FileBdev* f = dynamic_cast<FileBdev*>(b)) {
+    ds.Set("filename", f->filename());
+    if (std::string(f->driver()) == "aio") {
+      ds.Set("block_size_override", Napi::Boolean::New(env, f->block_size_override()));
+      ds.Set("readonly", Napi::Boolean::New(env, f->read_only()));
+    }
+  }
+  o.Set("driverSpecific", ds);
+  return o;
+}
+
+// createMallocBdev(name, numBlocks, blockSize, uuid) -> info. Parameters were validated in TS.
+Napi::Value JsEngine::CreateMallocBdev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "bdev_malloc_create";
+  if (!running_) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
+  std::string name = info[0].As<Napi::String>();
+  double nb = info[1].As<Napi::Number>().DoubleValue();
+  uint32_t bs = info[2].As<Napi::Number>().Uint32Value();
+  std::string uuid = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+  if (FindBdev(name) != nullptr) ThrowSpdkError(env, "bdev " + name + " already exists", EEXIST, op);
+  if (!(nb >= 1) || bs == 0) ThrowSpdkError(env, "invalid size", EINVAL, op);
+  int err = 0;
+  MallocBdev* b = MallocBdev::Create(name, static_cast<uint64_t>(nb), bs, uuid, &err);
+  if (b == nullptr) ThrowSpdkError(env, ErrnoText(err), err, op);
+  AddBdev(b);
+  return DescribeBdev(env, b);
+}
+
+// createFileBdev(name, filename, blockSize, readOnly, driver, uuid) -> info
+Napi::Value JsEngine::CreateFileBdev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string driver = info[4].As<Napi::String>();
+  const std::string op = "bdev_" + driver + "_create";
+  if (!running_) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
+  std::string name = info[0].As<Napi::String>();
+  std::string filename = info[1].As<Napi::String>();
+  uint32_t bs = info[2].As<Napi::Number>().Uint32Value();
+  bool ro = info[3].ToBoolean();
+  std::string uuid = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
+  if (FindBdev(name) != nullptr) ThrowSpdkError(env, "bdev " + name + " already exists", EEXIST, op);
+  std::string msg;
+  int err = 0;
+  Bdev* b = spdk_node::CreateFileBdev(name, filename, bs, ro, driver, uuid, &msg, &err);
+  if (b == nullptr) ThrowSpdkError(env, msg.empty() ? ErrnoText(err) : msg, err ? err : EINVAL, op);
+  AddBdev(b);
+  return DescribeBdev(env, b);
+}
+
+// deleteBdev(name, driver): the bdev disappears from the registry at once; open queues see
+// ENODEV on their next submission and the memory goes with the last channel.
+Napi::Value JsEngine::DeleteBdev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  std::string driver = info[1].As<Napi::String>();
+  for (size_t i = 0; i < bdevs_.size(); i++) {
+    Bdev* b = bdevs_[i];
+    if (b->name() != name) continue;
+    if (b->driver() != driver) break;
+    b->MarkRemoved();
+    bdevs_.erase(bdevs_.begin() + static_cast<long>(i));
+    b->Unref();
+    return Napi::Boolean::New(env, true);
+  }
+  ThrowSpdkError(env, ErrnoText(ENODEV), ENODEV, "bdev_" + driver + "_delete");
+}
+
+Napi::Value JsEngine::ListBdevs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, bdevs_.size());
+  for (size_t i = 0; i < bdevs_.size(); i++) a.Set(static_cast<uint32_t>(i), DescribeBdev(env, bdevs_[i]));
+  return a;
+}
+
+Napi::Value JsEngine::BdevStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  Bdev* b = FindBdev(name);
+  if (b == nullptr) ThrowSpdkError(env, ErrnoText(ENODEV), ENODEV, "bdev_get_iostat");
+  const spdk_node::BdevStats& s = b->stats;
+  Napi::Object o = Napi::Object::New(env);
+  auto put = [&](const char* k, const std::atomic<uint64_t>& v) {
+    o.Set(k, Napi::Number::New(env, static_cast<double>(v.load(std::memory_order_relaxed))));
+  };
+  put("bytesRead", s.bytes_read);
+  put("numReadOps", s.num_read_ops);
+  put("bytesWritten", s.bytes_written);
+  put("numWriteOps", s.num_write_ops);
+  put("bytesUnmapped", s.bytes_unmapped);
+  put("numUnmapOps", s.num_unmap_ops);
+  put("numFlushOps", s.num_flush_ops);
+  put("numWriteZeroesOps", s.num_write_zeroes_ops);
+  put("bytesWriteZeroes", s.bytes_write_zeroes);
+  put("readLatencyTicks", s.read_latency_ticks);
+  put("writeLatencyTicks", s.write_latency_ticks);
+  put("unmapLatencyTicks", s.unmap_latency_ticks);
+  put("ioErrors", s.io_errors);
+  return o;
+}
+
+DmaBuffer* JsEngine::LookupBuffer(double id) const {
+  if (!(id >= 0) || std::floor(id) != id) return nullptr;
+  const uint64_t v = static_cast<uint64_t>(id);
+  const uint32_t index = static_cast<uint32_t>(v & 0xffffff);
+  const uint32_t gen = static_cast<uint32_t>(v >> 24);
+  if (index >= buffers_.size()) return nullptr;
+  const BufEntry& e = buffers_[index];
+  if (e.buf == nullptr || e.gen != gen || e.buf->owner_released.load(std::memory_order_acquire))
+    return nullptr;
+  return e.buf;
+}
+
+// allocBuffer(len) -> { id, buffer: ArrayBuffer, hugepage }
+Napi::Value JsEngine::AllocBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "spdk.allocBuffer";
+  if (!running_) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
+  double len = info[0].As<Napi::Number>().DoubleValue();
+  if (!(len >= 1) || len > 1099511627776.0 || std::floor(len) != len)
+    ThrowSpdkError(env, "buffer size must be an integer between 1 byte and 1 TiB", EINVAL, op);
+  DmaBuffer* b = DmaBuffer::Allocate(static_cast<size_t>(len), try_huge_);
+  if (b == nullptr) ThrowSpdkError(env, ErrnoText(errno), errno ? errno : ENOMEM, op);
+
+  // Reuse a slot: first the free list, then slots whose ArrayBuffer was collected.
+  uint32_t index;
+  if (free_buffer_slots_.empty()) {
+    for (uint32_t i = 0; i < buffers_.size(); i++) {
+      if (buffers_[i].buf != nullptr && buffers_[i].buf->owner_released.load()) ReleaseBufferEntry(env, i, false);
+    }
+  }
+  if (!free_buffer_slots_.empty()) {
+    index = free_buffer_slots_.back();
+    free_buffer_slots_.pop_back();
+  } else {
+    if (buffers_.size() >= 0xffffff) {
+      b->ReleaseOwner();
+      b->Finalize();
+      ThrowSpdkError(env, "too many live buffers", ENOMEM, op);
+    }
+    index = static_cast<uint32_t>(buffers_.size());
+    buffers_.emplace_back();
+  }
+  BufEntry& e = buffers_[index];
+  e.gen = (e.gen + 1) & 0x1fffffff;
+  e.buf = b;
+  b->obj_refs.fetch_add(1);  // the table's reference; dropped by ReleaseBufferEntry
+
+  napi_value ab;
+  napi_status st = napi_create_external_arraybuffer(env, b->data, b->len, FinalizeBuffer, b, &ab);
+  if (st != napi_ok) {
+    ReleaseBufferEntry(env, index, false);
+    b->ReleaseOwner();
+    b->Finalize();
+    ThrowSpdkError(env, "cannot create an external ArrayBuffer", ENOMEM, op);
+  }
+  napi_create_reference(env, ab, 0, &e.ab_ref);
+  int64_t ignored;
+  napi_adjust_external_memory(env, static_cast<int64_t>(b->len), &ignored);
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("id", Napi::Number::New(env, static_cast<double>(e.gen) * kGenScale + index));
+  out.Set("buffer", Napi::Value(env, ab));
+  out.Set("hugepage", Napi::Boolean::New(env, b->hugepage));
+  return out;
+}
+
+void JsEngine::ReleaseBufferEntry(Napi::Env env, uint32_t index, bool detach) {
+  BufEntry& e = buffers_[index];
+  if (e.buf == nullptr) return;
+  if (e.ab_ref != nullptr) {
+    if (detach) {
+      napi_value ab = nullptr;
+      napi_get_reference_value(env, e.ab_ref, &ab);
+      // Detach before the memory goes, so JS views become empty instead of dangling.
+      if (ab != nullptr) napi_detach_arraybuffer(env, ab);
+    }
+    napi_delete_reference(env, e.ab_ref);
+    e.ab_ref = nullptr;
+  }
+  DmaBuffer* b = e.buf;
+  e.buf = nullptr;
+  free_buffer_slots_.push_back(index);
+  const size_t len = b->len;
+  if (b->ReleaseOwner()) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, -static_cast<int64_t>(len), &ignored);
+  }
+  // Drop the table's reference (the struct stays for the ArrayBuffer's finalizer).
+  if (b->obj_refs.fetch_sub(1) == 1) delete b;
+}
+
+// freeBuffer(id): EBUSY while I/O uses it; EBADF if already freed.
+Napi::Value JsEngine::FreeBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "buffer.free";
+  double id = info[0].As<Napi::Number>().DoubleValue();
+  DmaBuffer* b = LookupBuffer(id);
+  if (b == nullptr) ThrowSpdkError(env, "buffer already freed", EBADF, op);
+  if (b->InFlight() > 0)
+    ThrowSpdkError(env, "buffer is in use by " + std::to_string(b->InFlight()) + " I/O(s)", EBUSY, op);
+  ReleaseBufferEntry(env, static_cast<uint32_t>(static_cast<uint64_t>(id) & 0xffffff), true);
+  return env.Undefined();
+}
+
+Napi::Value JsEngine::BufferInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DmaBuffer* b = LookupBuffer(info[0].As<Napi::Number>().DoubleValue());
+  if (b == nullptr) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("inFlight", Napi::Number::New(env, b->InFlight()));
+  o.Set("hugepage", Napi::Boolean::New(env, b->hugepage));
+  return o;
+}
+
+Napi::Value JsEngine::ReactorStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env);
+  uint32_t n = 0;
+  auto add = [&](Reactor* r, bool js) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", Napi::Number::New(env, r->index()));
+    o.Set("core", Napi::Number::New(env, r->core()));
+    o.Set("jsThread", Napi::Boolean::New(env, js));
+    o.Set("busyIterations", Napi::Number::New(env, static_cast<double>(r->busy_iterations())));
+    o.Set("idleSleeps", Napi::Number::New(env, static_cast<double>(r->idle_sleeps())));
+    a.Set(n++, o);
+  };
+  for (auto& r : reactors_) add(r.get(), false);
+  if (js_reactor_) add(js_reactor_, true);
+  return a;
+}
+
+// nativeBench({ bdev, reactor, write, queueDepth, ioBlocks, durationMs }) -> Promise<{ios, ns}>
+Napi::Value JsEngine::NativeBench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "bench";
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::string name = o.Get("bdev").As<Napi::String>();
+  Bdev* b = FindBdev(name);
+  if (b == nullptr) ThrowSpdkError(env, ErrnoText(ENODEV), ENODEV, op);
+  Reactor* r = GetReactor(o.Get("reactor").As<Napi::Number>().Int32Value());
+  if (r == nullptr || r == js_reactor_) ThrowSpdkError(env, "no such thread reactor", EINVAL, op);
+  NativeBenchParams p;
+  p.write = o.Get("write").ToBoolean();
+  p.queue_depth = static_cast<uint32_t>(GetUint(o, "queueDepth", op));
+  p.io_blocks = static_cast<uint32_t>(GetUint(o, "ioBlocks", op));
+  p.duration_us = GetUint(o, "durationMs", op) * 1000;
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  RunNativeBench(b, r, p, [this, deferred](NativeBenchResult res) {
+    PostToJs([deferred, res](Napi::Env env) {
+      if (res.error != 0) {
+        deferred->Reject(MakeSpdkError(env, ErrnoText(res.error), res.error, "bench").Value());
+        return;
+      }
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("ios", Napi::Number::New(env, static_cast<double>(res.ios)));
+      out.Set("ns", Napi::Number::New(env, static_cast<double>(res.ns)));
+      deferred->Resolve(out);
+    });
+  });
+  return deferred->Promise();
+}
+
+Napi::Value JsEngine::UnrefLoop(const Napi::CallbackInfo& info) {
+  if (tsfn_ != nullptr) napi_unref_threadsafe_function(info.Env(), tsfn_);
+  return info.Env().Undefined();
+}
+
+Napi::Value JsEngine::RefLoop(const Napi::CallbackInfo& info) {
+  if (tsfn_ != nullptr) napi_ref_threadsafe_function(info.Env(), tsfn_);
+  return info.Env().Undefined();
+}
+
+// stop(): every queue must be closed first (TypeScript closes them). Resolves after every
+// reactor thread has been joined and every buffer released.
+Napi::Value JsEngine::Stop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "spdk.stop";
+  if (!running_) ThrowSpdkError(env, "engine is not running", EALREADY, op);
+  if (open_queues > 0)
+    ThrowSpdkError(env, std::to_string(open_queues) + " I/O queue(s) still open", EBUSY, op);
+  running_ = false;
+  stopping_ = true;
+  for (auto& r : reactors_) r->RequestStop();
+  auto* worker = new JoinWorker(env, std::move(reactors_), [this](Napi::Env env) {
+    for (uint32_t i = 0; i < buffers_.size(); i++) ReleaseBufferEntry(env, i, true);
+    for (Bdev* b : bdevs_) {
+      b->MarkRemoved();
+      b->Unref();
+    }
+    bdevs_.clear();
+    if (js_reactor_ != nullptr) {
+      js_reactor_->Close();
+      js_reactor_ = nullptr;
+    }
+    {
+      std::lock_guard<std::mutex> lock(post_mu_);
+      napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
+      tsfn_ = nullptr;
+      posted_.clear();
+    }
+    if (cleanup_hook_added_) {
+      napi_remove_env_cleanup_hook(env, &JsEngine::CleanupHook, this);
+      cleanup_hook_added_ = false;
+    }
+    stopping_ = false;
+    Unref();
+  });
+  reactors_.clear();
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+void JsEngine::StopReactorsBlocking() {
+  for (auto& r : reactors_) r->RequestStop();
+  for (auto& r : reactors_) r->Join();
+  reactors_.clear();
+}
+
+void JsEngine::CleanupHook(void* arg) {
+  // The environment is going away (process exit, worker termination) with the engine still
+  // running: stop the reactor threads synchronously. Blocking is fine here: nothing else runs.
+  JsEngine* self = static_cast<JsEngine*>(arg);
+  self->cleanup_hook_added_ = false;
+  self->StopReactorsBlocking();
+  std::lock_guard<std::mutex> lock(self->post_mu_);
+  if (self->tsfn_ != nullptr) {
+    napi_release_threadsafe_function(self->tsfn_, napi_tsfn_abort);
+    self->tsfn_ = nullptr;
+  }
+  self->running_ = false;
+}
+
+}  // namespace spdk_node

@@ -1,0 +1,91 @@
+// The builtin engine as JavaScript sees it: one JsEngine per Spdk instance.
+//
+// Threads: JsEngine's methods run on the JS thread. Reactor threads reach JS only through
+// PostToJs() (one thread-safe function per engine, coalescing) and the per-queue completion
+// wake-ups in io_queue.h. The bdev registry and the buffer table are JS-thread only.
+#pragma once
+
+#include <napi.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../common/dma_buffer.h"
+#include "bdev/bdev.h"
+#include "reactor/reactor.h"
+#include "reactor/uv_reactor.h"
+
+namespace spdk_node {
+
+class JsEngine : public Napi::ObjectWrap<JsEngine> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit JsEngine(const Napi::CallbackInfo& info);
+  ~JsEngine() override;
+
+  // Any thread: run fn on the JS thread soon. Dropped silently once the engine is torn down.
+  void PostToJs(std::function<void(Napi::Env)> fn);
+
+  // JS thread. reactor index >= 0: a thread reactor; -1: the JS thread's own (uv) reactor.
+  Reactor* GetReactor(int index);
+  UvReactor* JsReactor();
+  bool running() const { return running_; }
+  Bdev* FindBdev(const std::string& name_or_alias) const;
+
+  // Buffer table (JS thread). Returns nullptr when the id is not a live buffer.
+  DmaBuffer* LookupBuffer(double id) const;
+
+  // Count of open IoQueues (JS thread); stop() requires zero.
+  int open_queues = 0;
+
+ private:
+  struct BufEntry {
+    DmaBuffer* buf = nullptr;
+    uint32_t gen = 0;
+    napi_ref ab_ref = nullptr;  // weak: lets stop() detach ArrayBuffers still reachable
+  };
+
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value CreateMallocBdev(const Napi::CallbackInfo& info);
+  Napi::Value CreateFileBdev(const Napi::CallbackInfo& info);
+  Napi::Value DeleteBdev(const Napi::CallbackInfo& info);
+  Napi::Value ListBdevs(const Napi::CallbackInfo& info);
+  Napi::Value BdevStats(const Napi::CallbackInfo& info);
+  Napi::Value AllocBuffer(const Napi::CallbackInfo& info);
+  Napi::Value FreeBuffer(const Napi::CallbackInfo& info);
+  Napi::Value BufferInfo(const Napi::CallbackInfo& info);
+  Napi::Value ReactorStats(const Napi::CallbackInfo& info);
+  Napi::Value NativeBench(const Napi::CallbackInfo& info);
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info);
+  Napi::Value RefLoop(const Napi::CallbackInfo& info);
+
+  Napi::Object DescribeBdev(Napi::Env env, Bdev* b) const;
+  void ReleaseBufferEntry(Napi::Env env, uint32_t index, bool detach);
+  void AddBdev(Bdev* b);
+  // Synchronous teardown for env cleanup (process exit without stop()).
+  static void CleanupHook(void* arg);
+  void StopReactorsBlocking();
+  static void CallJs(napi_env env, napi_value js_cb, void* context, void* data);
+
+  std::vector<std::unique_ptr<ThreadReactor>> reactors_;
+  UvReactor* js_reactor_ = nullptr;
+  bool polling_ = false;
+  bool running_ = false;
+  bool stopping_ = false;
+  napi_threadsafe_function tsfn_ = nullptr;
+  std::mutex post_mu_;
+  std::deque<std::function<void(Napi::Env)>> posted_;
+  std::vector<Bdev*> bdevs_;  // creation order; each holds one reference
+  std::vector<BufEntry> buffers_;
+  std::vector<uint32_t> free_buffer_slots_;
+  bool try_huge_ = true;
+  napi_env env_ = nullptr;
+  bool cleanup_hook_added_ = false;
+};
+
+}  // namespace spdk_node

@@ -1,0 +1,421 @@
+#include "io_queue.h"
+
+#include <time.h>
+
+#include <cerrno>
+#include <cmath>
+#include <memory>
+
+#include "../../common/napi_util.h"
+#include "../engine.h"
+#include "../reactor/reactor.h"
+#include "../reactor/uv_reactor.h"
+
+namespace spdk_node {
+
+namespace {
+
+uint64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool IsUint(double v) { return v >= 0 && v <= 9007199254740991.0 && std::floor(v) == v; }
+
+void FinalizeNothing(napi_env, void*, void*) {}
+
+// Shared memory regions handed to JS; the queue frees them in its destructor, and JS views
+// are only reachable through the queue object, which outlives them in practice. They are
+// external ArrayBuffers with no finalizer work so a late GC is harmless.
+Napi::ArrayBuffer External(Napi::Env env, void* p, size_t len) {
+  napi_value ab;
+  napi_status st = napi_create_external_arraybuffer(env, p, len, FinalizeNothing, nullptr, &ab);
+  if (st != napi_ok) throw Napi::Error::New(env, "cannot create external ArrayBuffer");
+  return Napi::ArrayBuffer(env, ab);
+}
+
+}  // namespace
+
+Napi::Function JsIoQueue::Init(Napi::Env env) {
+  return DefineClass(env, "IoQueue",
+                     {
+                         InstanceMethod("open", &JsIoQueue::Open),
+                         InstanceMethod("submit", &JsIoQueue::Submit),
+                         InstanceMethod("reap", &JsIoQueue::Reap),
+                         InstanceMethod("close", &JsIoQueue::Close),
+                         InstanceMethod("inFlight", &JsIoQueue::InFlight),
+                     });
+}
+
+JsIoQueue::JsIoQueue(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<JsIoQueue>(info), sq_(info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 1) {
+  Napi::Env env = info.Env();
+  const std::string op = "bdev.open";
+  if (info.Length() < 5 || !info[0].IsObject() || !info[1].IsString() || !info[2].IsNumber() ||
+      !info[3].IsNumber() || !info[4].IsFunction())
+    ThrowSpdkError(env, "IoQueue(engine, bdevName, reactor, depth, onComplete)", EINVAL, op);
+  engine_ = JsEngine::Unwrap(info[0].As<Napi::Object>());
+  if (!engine_->running()) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
+  std::string name = info[1].As<Napi::String>();
+  bdev_ = engine_->FindBdev(name);
+  if (bdev_ == nullptr) ThrowSpdkError(env, "no bdev named '" + name + "'", ENODEV, op);
+  int reactor_index = info[2].As<Napi::Number>().Int32Value();
+  reactor_ = engine_->GetReactor(reactor_index);
+  if (reactor_ == nullptr)
+    ThrowSpdkError(env, "no reactor " + std::to_string(reactor_index), EINVAL, op);
+  js_polled_ = reactor_index < 0;
+  depth_ = info[3].As<Napi::Number>().Uint32Value();
+  if (depth_ == 0 || depth_ > 65536) ThrowSpdkError(env, "depth must be 1..65536", EINVAL, op);
+
+  engine_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+  bdev_->Ref();
+  bdev_->open_count++;
+  engine_->open_queues++;
+  slots_.resize(depth_);
+  for (uint32_t i = 0; i < depth_; i++) {
+    Slot& s = slots_[i];
+    s.queue = this;
+    s.tag = i;
+    s.io.cb = &JsIoQueue::OnIoComplete;
+    s.io.cb_ctx = &s;
+    s.io.iovs = s.iovs;
+  }
+  cq_cap_ = sq_.capacity();
+  desc_ = new double[static_cast<size_t>(depth_) * kDescWords]();
+  iov_table_ = new double[static_cast<size_t>(depth_) * kIovWords * 4]();
+  cq_ = new int32_t[static_cast<size_t>(cq_cap_) * 2]();
+
+  Napi::Object self = info.This().As<Napi::Object>();
+  self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kDescWords,
+                                           External(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
+  self.Set("iovs", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kIovWords * 4,
+                                           External(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
+  self.Set("cq", Napi::Int32Array::New(env, static_cast<size_t>(cq_cap_) * 2,
+                                       External(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
+  self.Set("cqCapacity", Napi::Number::New(env, cq_cap_));
+  self.Set("blockSize", Napi::Number::New(env, bdev_->block_size()));
+  self.Set("numBlocks", Napi::Number::New(env, static_cast<double>(bdev_->num_blocks())));
+  self.Set("requiredAlignment", Napi::Number::New(env, bdev_->required_alignment()));
+
+  napi_status st = napi_create_threadsafe_function(
+      env, info[4], nullptr, Napi::String::New(env, "spdk-node:io-completion"), 0, 1, nullptr,
+      nullptr, this, &JsIoQueue::CallJs, &tsfn_);
+  if (st != napi_ok) throw Napi::Error::New(env, "cannot create completion wake-up");
+  // The engine keeps the loop alive while it runs; a queue alone does not.
+  napi_unref_threadsafe_function(env, tsfn_);
+  // JS may drop its last reference to a queue it never closed; the reactor still points at us
+  // until close() completes, so hold ourselves alive until then.
+  Ref();
+}
+
+JsIoQueue::~JsIoQueue() {
+  delete[] desc_;
+  delete[] iov_table_;
+  delete[] cq_;
+}
+
+Napi::Value JsIoQueue::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  if (opened_) ThrowSpdkError(env, "queue already open", EALREADY, "bdev.open");
+  opened_ = true;
+  JsEngine* engine = engine_;
+  reactor_->Send([this, engine, deferred]() {
+    channel_ = bdev_->CreateChannel(reactor_);
+    poller_ = reactor_->RegisterPoller("io_queue", [this]() { return Poll(); });
+    engine->PostToJs([deferred](Napi::Env env) { deferred->Resolve(env.Undefined()); });
+  });
+  if (js_polled_) static_cast<UvReactor*>(reactor_)->Kick();
+  return deferred->Promise();
+}
+
+int JsIoQueue::Prepare(const double* d, Slot** out, std::string* msg) {
+  const double op = d[kDescOp];
+  if (!(op >= 1 && op <= 5) || std::floor(op) != op) {
+    *msg = "unknown I/O type";
+    return EINVAL;
+  }
+  IoType type = static_cast<IoType>(static_cast<int>(op));
+  if (!bdev_->io_type_supported(type)) {
+    *msg = std::string(IoTypeName(type)) + " is not supported by bdev " + bdev_->name();
+    return ENOTSUP;
+  }
+  if ((type == IoType::kWrite || type == IoType::kUnmap || type == IoType::kWriteZeroes) &&
+      bdev_->read_only()) {
+    *msg = "bdev " + bdev_->name() + " is read-only";
+    return EROFS;
+  }
+  const double tag = d[kDescTag];
+  if (!IsUint(tag) || tag >= depth_) {
+    *msg = "tag out of range";
+    return EINVAL;
+  }
+  Slot* s = &slots_[static_cast<uint32_t>(tag)];
+  if (s->busy) {
+    *msg = "tag " + std::to_string(s->tag) + " is already in flight";
+    return EBUSY;
+  }
+  if (!IsUint(d[kDescOffsetBlocks]) || !IsUint(d[kDescNumBlocks])) {
+    *msg = "offsetBlocks and numBlocks must be non-negative integers";
+    return EINVAL;
+  }
+  const uint64_t off = static_cast<uint64_t>(d[kDescOffsetBlocks]);
+  const uint64_t num = static_cast<uint64_t>(d[kDescNumBlocks]);
+  if (off > bdev_->num_blocks() || num > bdev_->num_blocks() - off) {
+    *msg = "blocks [" + std::to_string(off) + ", +" + std::to_string(num) + ") beyond the end of " +
+           bdev_->name() + " (" + std::to_string(bdev_->num_blocks()) + " blocks)";
+    return ERANGE;
+  }
+  if (num == 0 && type != IoType::kFlush) {
+    *msg = "numBlocks must be at least 1";
+    return EINVAL;
+  }
+  s->io.type = type;
+  s->io.offset_blocks = off;
+  s->io.num_blocks = num;
+  s->io.iovcnt = 0;
+  s->nbufs = 0;
+  if (type != IoType::kRead && type != IoType::kWrite) return 0;
+
+  const uint64_t need = num * bdev_->block_size();
+  const uint32_t align = bdev_->required_alignment();
+  const double niov_d = d[kDescIovCount];
+  if (!IsUint(niov_d) || niov_d > kMaxIovs) {
+    *msg = "at most " + std::to_string(kMaxIovs) + " buffers per I/O";
+    return EINVAL;
+  }
+  const int niov = niov_d == 0 ? 1 : static_cast<int>(niov_d);
+  const double* iov_src = nullptr;
+  if (niov_d > 0) {
+    const double start = d[kDescIovStart];
+    const uint64_t table_len = static_cast<uint64_t>(depth_) * 4;
+    if (!IsUint(start) || start + niov > table_len) {
+      *msg = "iov table range out of bounds";
+      return EINVAL;
+    }
+    iov_src = iov_table_ + static_cast<uint64_t>(start) * kIovWords;
+  }
+  uint64_t total = 0;
+  for (int i = 0; i < niov; i++) {
+    double id, boff, blen;
+    if (iov_src) {
+      id = iov_src[i * kIovWords];
+      boff = iov_src[i * kIovWords + 1];
+      blen = iov_src[i * kIovWords + 2];
+    } else {
+      id = d[kDescBuf];
+      boff = d[kDescBufOffset];
+      blen = static_cast<double>(need);
+    }
+    DmaBuffer* b = engine_->LookupBuffer(id);
+    if (b == nullptr) {
+      *msg = "buffer is freed or unknown";
+      return EBADF;
+    }
+    if (!IsUint(boff) || !IsUint(blen) || blen == 0 || boff + blen > static_cast<double>(b->len)) {
+      *msg = "buffer range [" + std::to_string(static_cast<uint64_t>(boff)) + ", +" +
+             std::to_string(static_cast<uint64_t>(blen)) + ") exceeds the buffer (" +
+             std::to_string(b->len) + " bytes)";
+      return ERANGE;
+    }
+    uint8_t* p = b->data + static_cast<uint64_t>(boff);
+    if (align > 1 && ((reinterpret_cast<uintptr_t>(p) | static_cast<uint64_t>(blen)) % align) != 0) {
+      *msg = "bdev " + bdev_->name() + " needs buffers aligned to " + std::to_string(align) + " bytes";
+      return EINVAL;
+    }
+    s->iovs[i].iov_base = p;
+    s->iovs[i].iov_len = static_cast<size_t>(blen);
+    s->bufs[i] = b;
+    total += static_cast<uint64_t>(blen);
+  }
+  if (total != need) {
+    *msg = "buffers hold " + std::to_string(total) + " bytes; the I/O needs " + std::to_string(need);
+    return EINVAL;
+  }
+  s->io.iovcnt = niov;
+  s->nbufs = niov;
+  return 0;
+}
+
+Napi::Value JsIoQueue::Submit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "bdev.submit";
+  if (closing_.load(std::memory_order_relaxed) || !opened_)
+    ThrowSpdkError(env, opened_ ? "queue is closed" : "queue is not open", ESHUTDOWN, op);
+  if (bdev_->removed()) ThrowSpdkError(env, "bdev " + bdev_->name() + " was deleted", ENODEV, op);
+  const uint32_t count = info[0].As<Napi::Number>().Uint32Value();
+  if (count > depth_) ThrowSpdkError(env, "more descriptors than the queue depth", EINVAL, op);
+  // Validate every descriptor first so that a throw means nothing was submitted.
+  for (uint32_t i = 0; i < count; i++) {
+    Slot* s = nullptr;
+    std::string msg;
+    int err = Prepare(desc_ + static_cast<size_t>(i) * kDescWords, &s, &msg);
+    if (err == 0) {
+      // Two descriptors of one batch with the same tag: mark busy now, undone on failure.
+      s = &slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(i) * kDescWords + kDescTag])];
+      s->busy = true;
+      continue;
+    }
+    for (uint32_t j = 0; j < i; j++)
+      slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(j) * kDescWords + kDescTag])].busy = false;
+    Napi::Error e = MakeSpdkError(env, msg, err, op);
+    e.Set("index", Napi::Number::New(env, i));
+    throw e;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    Slot* s = &slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(i) * kDescWords + kDescTag])];
+    for (int k = 0; k < s->nbufs; k++) s->bufs[k]->IoRef();
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    // Cannot fail: at most depth_ slots are busy and the ring holds depth_ entries.
+    sq_.Push(s->tag);
+  }
+  if (count > 0) {
+    if (js_polled_)
+      static_cast<UvReactor*>(reactor_)->Kick();
+    else
+      reactor_->Wake();
+  }
+  return Napi::Number::New(env, count);
+}
+
+bool JsIoQueue::Poll() {
+  uint32_t tag;
+  bool busy = false;
+  while (sq_.Pop(&tag)) {
+    Slot* s = &slots_[tag];
+    s->submit_ns = NowNs();
+    channel_->Submit(&s->io);
+    busy = true;
+  }
+  if (closing_.load(std::memory_order_acquire) && in_flight_.load(std::memory_order_acquire) == 0 &&
+      channel_ != nullptr) {
+    delete channel_;
+    channel_ = nullptr;
+    reactor_->UnregisterPoller(poller_);
+    poller_ = nullptr;
+    engine_->PostToJs([this](Napi::Env env) {
+      (void)env;
+      FinishClose();
+    });
+    busy = true;
+  }
+  return busy;
+}
+
+void JsIoQueue::OnIoComplete(BdevIo* io, int status, void* ctx) {
+  Slot* s = static_cast<Slot*>(ctx);
+  JsIoQueue* q = s->queue;
+  BdevStats& st = q->bdev_->stats;
+  const uint64_t lat = NowNs() - s->submit_ns;
+  const uint64_t bytes = io->num_blocks * q->bdev_->block_size();
+  if (status != 0) {
+    st.io_errors.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    switch (io->type) {
+      case IoType::kRead:
+        st.num_read_ops.fetch_add(1, std::memory_order_relaxed);
+        st.bytes_read.fetch_add(bytes, std::memory_order_relaxed);
+        st.read_latency_ticks.fetch_add(lat, std::memory_order_relaxed);
+        break;
+      case IoType::kWrite:
+        st.num_write_ops.fetch_add(1, std::memory_order_relaxed);
+        st.bytes_written.fetch_add(bytes, std::memory_order_relaxed);
+        st.write_latency_ticks.fetch_add(lat, std::memory_order_relaxed);
+        break;
+      case IoType::kUnmap:
+        st.num_unmap_ops.fetch_add(1, std::memory_order_relaxed);
+        st.bytes_unmapped.fetch_add(bytes, std::memory_order_relaxed);
+        st.unmap_latency_ticks.fetch_add(lat, std::memory_order_relaxed);
+        break;
+      case IoType::kFlush:
+        st.num_flush_ops.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case IoType::kWriteZeroes:
+        st.num_write_zeroes_ops.fetch_add(1, std::memory_order_relaxed);
+        st.bytes_write_zeroes.fetch_add(bytes, std::memory_order_relaxed);
+        break;
+    }
+  }
+  // Buffer references are dropped in Reap(), on the JS thread: to JavaScript a buffer is in
+  // flight until its completion is delivered, so free() between submit and completion always
+  // fails with EBUSY, never depending on how fast the reactor was.
+  const uint32_t tail = q->cq_tail_.load(std::memory_order_relaxed);
+  int32_t* e = q->cq_ + static_cast<size_t>(tail & (q->cq_cap_ - 1)) * 2;
+  e[0] = static_cast<int32_t>(s->tag);
+  e[1] = status;
+  q->cq_tail_.store(tail + 1, std::memory_order_release);
+  q->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  q->Notify();
+}
+
+void JsIoQueue::Notify() {
+  // One wake-up per batch: JS clears wake_pending_ in reap() before reading the tail, so a
+  // completion published after that read raises a new wake-up.
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    if (tsfn_ != nullptr) napi_call_threadsafe_function(tsfn_, nullptr, napi_tsfn_nonblocking);
+  }
+}
+
+void JsIoQueue::CallJs(napi_env env, napi_value js_cb, void*, void*) {
+  if (env == nullptr || js_cb == nullptr) return;  // torn down
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, js_cb, 0, nullptr, nullptr);
+}
+
+Napi::Value JsIoQueue::Reap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  wake_pending_.store(false, std::memory_order_seq_cst);
+  const uint32_t tail = cq_tail_.load(std::memory_order_acquire);
+  const uint32_t n = tail - cq_head_;
+  // Entries [head, head + n) are JS's to read now; their tags stay busy until resubmitted,
+  // which is what keeps the reactor from overwriting them (see the header comment).
+  for (uint32_t i = 0; i < n; i++) {
+    const int32_t tag = cq_[static_cast<size_t>((cq_head_ + i) & (cq_cap_ - 1)) * 2];
+    Slot& slot = slots_[static_cast<uint32_t>(tag)];
+    for (int k = 0; k < slot.nbufs; k++) slot.bufs[k]->IoUnref();
+    slot.nbufs = 0;
+    slot.busy = false;
+  }
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, cq_head_ & (cq_cap_ - 1)));
+  out.Set(1u, Napi::Number::New(env, n));
+  cq_head_ = tail;
+  return out;
+}
+
+void JsIoQueue::FinishClose() {
+  closed_ = true;
+  napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
+  tsfn_ = nullptr;
+  bdev_->open_count--;
+  engine_->open_queues--;
+  bdev_->Unref();
+  Napi::Value cb = Value().Get("_onClosed");
+  if (cb.IsFunction()) cb.As<Napi::Function>().Call(Value(), {});
+  engine_ref_.Reset();
+  Unref();
+}
+
+Napi::Value JsIoQueue::InFlight(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), in_flight_.load(std::memory_order_acquire));
+}
+
+Napi::Value JsIoQueue::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing_.exchange(true)) return env.Undefined();
+  if (!opened_) {
+    // No channel was ever created: finish here. (An open still in progress is finished by the
+    // poller, which sees closing_ once the channel exists.)
+    FinishClose();
+    return env.Undefined();
+  }
+  if (js_polled_)
+    static_cast<UvReactor*>(reactor_)->Kick();
+  else
+    reactor_->Send([]() {});  // wakes the reactor so the poller sees closing_
+  return env.Undefined();
+}
+
+}  // namespace spdk_node

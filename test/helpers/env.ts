@@ -1,0 +1,30 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+
+/** A fresh directory under the OS temp dir, removed by the returned cleanup. */
+export function tempDir(prefix = 'spdk-node-test-'): { dir: string; cleanup: () => void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A Unix socket path no other test uses. */
+export function uniqueSocketPath(tag = 'rpc'): string {
+  return path.join(os.tmpdir(), `spdk-node-${tag}-${process.pid}-${crypto.randomBytes(4).toString('hex')}.sock`);
+}
+
+/** Deterministic pseudo-random bytes (xorshift32) so a failing pattern can be reproduced. */
+export function fillPattern(bytes: Uint8Array, seed: number): void {
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < bytes.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+}
+
+export function randomInt(max: number): number {
+  return Math.floor(Math.random() * max);
+}
