@@ -4,9 +4,13 @@
  *   npm run bench                       # or: node dist/bench/bdev-io.js [--seconds 2] [--rounds 3]
  *
  * 4 KiB random reads and writes on a 64 MiB malloc bdev at queue depth 1, 32 and 128. Every I/O
- * of the JS runs is chosen and submitted by JavaScript, either one Promise per I/O
- * (`bdev.read`) or through the batch path (`IoQueue`: descriptors in shared memory, one native
- * call per batch). The reference runs the same random I/O from a native loop on the same reactor.
+ * of the JS runs is chosen and submitted by JavaScript, in three modes:
+ *  - promise:  one Promise per I/O (`bdev.read`), on the reactor thread of core 1;
+ *  - batch:    the batch path (`IoQueue`: descriptors in shared memory, one native call per
+ *              batch, completions delivered per batch), on the reactor thread of core 1;
+ *  - batch-js: the batch path on the JS thread's own reactor (`reactor: 'js'`): the bdev work
+ *              itself (the malloc copy) then runs on the JS thread, core 0.
+ * The reference runs the same random I/O from a native loop on the reactor thread of core 1.
  * JS and reference runs alternate, `rounds` times each; medians are reported.
  *
  * Pinning: the script re-runs itself under `taskset -c 0` (JS thread and Node's helper threads on
@@ -68,8 +72,8 @@ async function runPromise(bdev: BdevHandle, buf: SpdkBuffer, write: boolean, qd:
   return { ios, seconds, jsCpuNs: jsThreadCpuNs() - cpu0, nativeCalls: bdev.nativeCalls - calls0 };
 }
 
-async function runBatch(bdev: BdevHandle, buf: SpdkBuffer, write: boolean, qd: number, ms: number): Promise<RunResult> {
-  const q = await bdev.openQueue({ depth: qd });
+async function runBatch(bdev: BdevHandle, buf: SpdkBuffer, write: boolean, qd: number, ms: number, reactor: 0 | 'js'): Promise<RunResult> {
+  const q = await bdev.openQueue({ depth: qd, reactor });
   const next = rng(6789);
   let ios = 0;
   let stopping = false;
@@ -130,7 +134,7 @@ async function main(): Promise<void> {
   console.log(`# ${new Date().toISOString()} node ${process.version} ${execFileSync('uname', ['-r']).toString().trim()}`);
   console.log('| mode | op | QD | JS IOPS | native IOPS | JS/native | avg lat JS (us) | JS CPU ns/IO | native calls/IO |');
   console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const mode of ['promise', 'batch'] as const) {
+  for (const mode of ['promise', 'batch', 'batch-js'] as const) {
     for (const write of [false, true]) {
       for (const qd of [1, 32, 128]) {
         const js: number[] = [];
@@ -138,7 +142,10 @@ async function main(): Promise<void> {
         const cpu: number[] = [];
         const calls: number[] = [];
         for (let r = 0; r < rounds; r++) {
-          const res = mode === 'promise' ? await runPromise(bdev, buf, write, qd, seconds * 1000) : await runBatch(bdev, buf, write, qd, seconds * 1000);
+          const res =
+            mode === 'promise'
+              ? await runPromise(bdev, buf, write, qd, seconds * 1000)
+              : await runBatch(bdev, buf, write, qd, seconds * 1000, mode === 'batch' ? 0 : 'js');
           js.push(res.ios / res.seconds);
           cpu.push(res.jsCpuNs / res.ios);
           calls.push(res.nativeCalls / res.ios);

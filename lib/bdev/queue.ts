@@ -155,7 +155,9 @@ export class IoQueue {
    */
   poll(): number {
     this.nativeCalls++;
-    const [start, n] = this.q.reap();
+    const packed = this.q.reap();
+    const start = Math.floor(packed / 131072);
+    const n = packed % 131072;
     const cq = this.cq;
     const mask = this.q.cqCapacity - 1;
     for (let i = 0; i < n; i++) {

@@ -52,8 +52,8 @@ export interface NativeIoQueue {
   open(): Promise<void>;
   /** Submits descriptors [0, count). Throws (with `index`) having submitted none. */
   submit(count: number): number;
-  /** [start index in cq (pairs), count] of completions ready to read. */
-  reap(): [number, number];
+  /** Completions ready to read: start index in cq (pairs) * 2^17 + count. */
+  reap(): number;
   close(): void;
   inFlight(): number;
 }

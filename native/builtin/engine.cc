@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "../common/napi_util.h"
+#include "io/io_queue.h"
 #include "bdev/file.h"
 #include "bdev/malloc.h"
 #include "io/native_bench.h"
@@ -161,9 +162,27 @@ UvReactor* JsEngine::JsReactor() {
     if (js_reactor_->Start(loop) != 0) {
       js_reactor_->Close();
       js_reactor_ = nullptr;
+      return nullptr;
     }
+    if (async_ctx_ == nullptr) {
+      napi_value name;
+      napi_create_string_utf8(env_, "spdk-node:io-completion", NAPI_AUTO_LENGTH, &name);
+      napi_async_init(env_, nullptr, name, &async_ctx_);
+    }
+    js_reactor_->SetAfterRun([this]() { DeliverJsReady(); });
   }
   return js_reactor_;
+}
+
+void JsEngine::DeliverJsReady() {
+  if (js_ready_.empty()) return;
+  std::vector<JsIoQueue*> ready;
+  ready.swap(js_ready_);
+  for (JsIoQueue* q : ready) q->DeliverDirect(env_, async_ctx_);
+}
+
+void JsEngine::ForgetJsReady(JsIoQueue* q) {
+  for (auto it = js_ready_.begin(); it != js_ready_.end();) it = *it == q ? js_ready_.erase(it) : it + 1;
 }
 
 Bdev* JsEngine::FindBdev(const std::string& name) const {
@@ -487,8 +506,14 @@ Napi::Value JsEngine::Stop(const Napi::CallbackInfo& info) {
     }
     bdevs_.clear();
     if (js_reactor_ != nullptr) {
+      js_reactor_->SetAfterRun(nullptr);
       js_reactor_->Close();
       js_reactor_ = nullptr;
+    }
+    js_ready_.clear();
+    if (async_ctx_ != nullptr) {
+      napi_async_destroy(env, async_ctx_);
+      async_ctx_ = nullptr;
     }
     {
       std::lock_guard<std::mutex> lock(post_mu_);

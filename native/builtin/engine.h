@@ -21,6 +21,8 @@
 
 namespace spdk_node {
 
+class JsIoQueue;
+
 class JsEngine : public Napi::ObjectWrap<JsEngine> {
  public:
   static Napi::Function Init(Napi::Env env);
@@ -41,6 +43,11 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
 
   // Count of open IoQueues (JS thread); stop() requires zero.
   int open_queues = 0;
+
+  // JS thread. A queue on the JS-thread reactor has completions: deliver them after the current
+  // reactor iteration. Forget removes a closing queue from the list.
+  void MarkJsReady(JsIoQueue* q) { js_ready_.push_back(q); }
+  void ForgetJsReady(JsIoQueue* q);
 
  private:
   struct BufEntry {
@@ -80,6 +87,9 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   napi_threadsafe_function tsfn_ = nullptr;
   std::mutex post_mu_;
   std::deque<std::function<void(Napi::Env)>> posted_;
+  void DeliverJsReady();
+  std::vector<JsIoQueue*> js_ready_;
+  napi_async_context async_ctx_ = nullptr;  // for direct delivery (async hooks see one resource)
   std::vector<Bdev*> bdevs_;  // creation order; each holds one reference
   std::vector<BufEntry> buffers_;
   std::vector<uint32_t> free_buffer_slots_;

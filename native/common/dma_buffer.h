@@ -6,7 +6,7 @@
 //  - obj_refs: 1 for the ArrayBuffer's finalizer + 1 while the memory is alive. At 0 the struct
 //    is deleted. The finalizer may run long after free() (V8 collects when it likes) or after
 //    the engine stopped; it only drops counts, so it is always harmless.
-// All count changes are atomic: the last in-flight I/O completes on a reactor thread.
+// All count changes are atomic, so the last reference may drop on any thread.
 #pragma once
 
 #include <atomic>

@@ -77,6 +77,13 @@ class JsIoQueue : public Napi::ObjectWrap<JsIoQueue> {
   int Prepare(const double* d, Slot** out, std::string* msg);
   // JS thread: the channel is gone (or never existed); drop references, tell JS.
   void FinishClose();
+
+ public:
+  // JS thread, queues on the JS-thread reactor only: call onComplete now (we are inside a
+  // libuv callback, so through napi_make_callback: microtasks run after it).
+  void DeliverDirect(napi_env env, napi_async_context ctx);
+
+ private:
   // Reactor thread.
   bool Poll();
   static void OnIoComplete(BdevIo* io, int status, void* ctx);
@@ -102,10 +109,12 @@ class JsIoQueue : public Napi::ObjectWrap<JsIoQueue> {
   uint32_t cq_head_ = 0;  // JS thread
   alignas(64) std::atomic<bool> wake_pending_{false};
   std::atomic<int> in_flight_{0};
+  uint32_t unnotified_ = 0;  // reactor thread: completions not yet signalled to JS
   std::atomic<bool> closing_{false};
   bool opened_ = false;
   bool closed_ = false;
   napi_threadsafe_function tsfn_ = nullptr;
+  Napi::FunctionReference on_complete_;  // for DeliverDirect
 };
 
 }  // namespace spdk_node

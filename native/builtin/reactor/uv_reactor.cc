@@ -42,13 +42,16 @@ void UvReactor::OnPoll(uv_poll_t* h, int, int) {
 
 void UvReactor::OnIdle(uv_idle_t* h) {
   UvReactor* r = static_cast<UvReactor*>(h->data);
-  if (r->RunOnce()) {
+  const bool busy = r->RunOnce();
+  if (r->after_run_) r->after_run_();
+  if (busy) {
     r->last_busy_us_ = NowUs();
     return;
   }
   if (r->polling_) return;
   if (NowUs() - r->last_busy_us_ < kSpinBeforeSleepUs) return;
   if (!r->PrepareSleep()) {
+    if (r->after_run_) r->after_run_();
     r->last_busy_us_ = NowUs();
     return;
   }

@@ -21,6 +21,9 @@ class UvReactor : public Reactor {
   void Close();
   // JS thread: make sure the loop runs us soon (work was queued from this thread).
   void Kick();
+  // JS thread: runs after every iteration driven by libuv; the engine delivers completions of
+  // JS-polled queues here, directly, without a thread-safe-function round trip.
+  void SetAfterRun(std::function<void()> fn) { after_run_ = std::move(fn); }
 
  private:
   static void OnPoll(uv_poll_t* h, int status, int events);
@@ -32,6 +35,7 @@ class UvReactor : public Reactor {
   bool started_ = false;
   int open_handles_ = 0;
   uint64_t last_busy_us_ = 0;
+  std::function<void()> after_run_;
 };
 
 }  // namespace spdk_node
