@@ -29,6 +29,13 @@ bool IsUint(double v) { return v >= 0 && v <= 9007199254740991.0 && std::floor(v
 
 void FinalizeNothing(napi_env, void*, void*) {}
 
+// The ring is built before the constructor body validates depth: never size it from junk.
+uint32_t RingSize(const Napi::Value& v) {
+  if (!v.IsNumber()) return 1;
+  const uint32_t d = v.As<Napi::Number>().Uint32Value();
+  return d == 0 || d > 65536 ? 1 : d;
+}
+
 // Shared memory regions handed to JS; the queue frees them in its destructor, and JS views
 // are only reachable through the queue object, which outlives them in practice. They are
 // external ArrayBuffers with no finalizer work so a late GC is harmless.
@@ -53,7 +60,7 @@ Napi::Function JsIoQueue::Init(Napi::Env env) {
 }
 
 JsIoQueue::JsIoQueue(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<JsIoQueue>(info), sq_(info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 1) {
+    : Napi::ObjectWrap<JsIoQueue>(info), sq_(RingSize(info[3])) {
   Napi::Env env = info.Env();
   const std::string op = "bdev.open";
   if (info.Length() < 5 || !info[0].IsObject() || !info[1].IsString() || !info[2].IsNumber() ||
@@ -135,7 +142,7 @@ Napi::Value JsIoQueue::Open(const Napi::CallbackInfo& info) {
   return deferred->Promise();
 }
 
-int JsIoQueue::Prepare(const double* d, Slot** out, std::string* msg) {
+int JsIoQueue::Prepare(const double* d, std::string* msg) {
   const double op = d[kDescOp];
   if (!(op >= 1 && op <= 5) || std::floor(op) != op) {
     *msg = "unknown I/O type";
@@ -253,13 +260,12 @@ Napi::Value JsIoQueue::Submit(const Napi::CallbackInfo& info) {
   if (count > depth_) ThrowSpdkError(env, "more descriptors than the queue depth", EINVAL, op);
   // Validate every descriptor first so that a throw means nothing was submitted.
   for (uint32_t i = 0; i < count; i++) {
-    Slot* s = nullptr;
     std::string msg;
-    int err = Prepare(desc_ + static_cast<size_t>(i) * kDescWords, &s, &msg);
+    const double* d = desc_ + static_cast<size_t>(i) * kDescWords;
+    int err = Prepare(d, &msg);
     if (err == 0) {
-      // Two descriptors of one batch with the same tag: mark busy now, undone on failure.
-      s = &slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(i) * kDescWords + kDescTag])];
-      s->busy = true;
+      // Marked busy now so a second descriptor with the same tag in this batch is refused.
+      slots_[static_cast<uint32_t>(d[kDescTag])].busy = true;
       continue;
     }
     for (uint32_t j = 0; j < i; j++)

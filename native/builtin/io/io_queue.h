@@ -74,7 +74,7 @@ class JsIoQueue : public Napi::ObjectWrap<JsIoQueue> {
   Napi::Value InFlight(const Napi::CallbackInfo& info);
 
   // Validates descriptor i and fills its slot; returns 0 or a positive errno with *msg set.
-  int Prepare(const double* d, Slot** out, std::string* msg);
+  int Prepare(const double* d, std::string* msg);
   // JS thread: the channel is gone (or never existed); drop references, tell JS.
   void FinishClose();
 
