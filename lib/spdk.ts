@@ -7,9 +7,13 @@ import type { BuiltinAddon, NativeEngine } from './engine/native';
 import { SpdkError } from './errors';
 import { Dispatcher } from './rpc/dispatcher';
 import { RpcServer } from './rpc/server';
+import { serveRpcHttp, RpcHttpEndpointOptions, RpcHttpServer } from './rpc/http';
 import { registerCoreMethods } from './rpc/methods/core';
 import { registerBdevMethods } from './rpc/methods/bdev';
 import type { RpcMethods } from './rpc/types';
+import { SubsystemRegistry, SpdkJsonConfig } from './config/subsystems';
+import { applyConfig, readConfigFile } from './config/load';
+import { bdevSubsystemConfig } from './rpc/methods/bdev-config';
 
 export interface SpdkOptions {
   /** 'auto' (default) picks libspdk when it is available, else builtin. */
@@ -22,6 +26,13 @@ export interface SpdkOptions {
   hugepages?: boolean;
   /** Serve SPDK's JSON-RPC on this Unix socket (like SPDK's `-r`). */
   rpcSocket?: string;
+  /**
+   * An SPDK JSON config (like SPDK's `--json`): a file path or the parsed object. Applied before
+   * start() resolves; if it fails, start() rejects and nothing it created is left.
+   */
+  config?: string | SpdkJsonConfig;
+  /** Where config warnings go (default console.warn). */
+  warn?: (line: string) => void;
 }
 
 /** Typed access to SPDK's JSON-RPC methods, served by this process's engine. */
@@ -81,7 +92,9 @@ export class Spdk {
   private readonly handles = new Set<BdevHandle>();
   private readonly openQueues = new Set<IoQueue>();
   private rpcServer: RpcServer | undefined;
+  private readonly httpServers = new Set<RpcHttpServer>();
   private stopping: Promise<void> | undefined;
+  private readonly subsystems = new SubsystemRegistry();
 
   private constructor(engine: EngineName, why: string, addon: BuiltinAddon, native: NativeEngine, cores: number[]) {
     this.engine = engine;
@@ -89,9 +102,13 @@ export class Spdk {
     this.addon = addon;
     this.native = native;
     this.cores = cores;
-    this.dispatcher = new Dispatcher();
+    // Startup state until the config (if any) has run its startup-only methods, as in SPDK.
+    this.dispatcher = new Dispatcher({ state: 'startup' });
     registerCoreMethods(this.dispatcher, { engine });
-    registerBdevMethods(this.dispatcher, new BuiltinBdevBackend(native));
+    const bdevs = new BuiltinBdevBackend(native);
+    registerBdevMethods(this.dispatcher, bdevs);
+    this.subsystems.register('bdev', [], () => bdevSubsystemConfig(bdevs));
+    this.subsystems.registerMethods(this.dispatcher);
     this.rpc = new RpcApi(this.dispatcher);
     this.bdev = new BdevApi(this);
   }
@@ -107,14 +124,18 @@ export class Spdk {
     const native = new addon.Engine();
     native.start({ cores, polling: opts.polling ?? false, hugepages: opts.hugepages ?? true });
     const spdk = new Spdk(engine, why, addon, native, cores);
-    spdk.dispatcher.setState('runtime');
-    if (opts.rpcSocket) {
-      try {
-        await spdk.serveRpc(opts.rpcSocket);
-      } catch (e) {
-        await spdk.stop();
-        throw e;
+    try {
+      if (opts.config !== undefined) {
+        const config = typeof opts.config === 'string' ? readConfigFile(opts.config) : opts.config;
+        await applyConfig(spdk.dispatcher, config, { warn: opts.warn });
+      } else {
+        spdk.dispatcher.setState('runtime');
       }
+      if (opts.rpcSocket) await spdk.serveRpc(opts.rpcSocket);
+    } catch (e) {
+      // Stopping the engine releases everything the config created: nothing is half-made.
+      await spdk.stop();
+      throw e;
     }
     return spdk;
   }
@@ -136,6 +157,22 @@ export class Spdk {
     const server = new RpcServer(this.dispatcher);
     await server.listen(path);
     this.rpcServer = server;
+  }
+
+  /**
+   * Serves the same JSON-RPC over HTTP the way SPDK's `scripts/rpc_http_proxy.py` does (what
+   * OpenStack Cinder and spdk-csi call): POST with Basic auth, HTTP 200 for every JSON-RPC
+   * answer, optional TLS. Closed by stop().
+   *
+   * @example
+   * const http = await spdk.serveRpcHttp({ listen: '127.0.0.1:8000', user: 'spdk', password: 'secret' });
+   * console.log(http.url);
+   */
+  async serveRpcHttp(opts: RpcHttpEndpointOptions): Promise<RpcHttpServer> {
+    this.assertRunning('spdk.serveRpcHttp');
+    const server = await serveRpcHttp(this.dispatcher, opts);
+    this.httpServers.add(server);
+    return server;
   }
 
   /**
@@ -179,6 +216,15 @@ export class Spdk {
     return queue;
   }
 
+  /**
+   * The engine's configuration in SPDK's JSON config format (what SPDK's `rpc.py save_config`
+   * writes, built from framework_get_subsystems and framework_get_config). Starting an engine
+   * with it (`Spdk.start({ config })`, `spdk-node target --config`) recreates the same bdevs.
+   */
+  saveConfig(): SpdkJsonConfig {
+    return this.subsystems.saveConfig();
+  }
+
   /** Per-reactor counters (busy iterations, idle sleeps) for monitoring. */
   reactorStats(): ReturnType<NativeEngine['reactorStats']> {
     return this.native.reactorStats();
@@ -210,8 +256,9 @@ export class Spdk {
   }
 
   private async doStop(): Promise<void> {
-    await this.rpcServer?.close();
+    await Promise.all([this.rpcServer?.close(), ...[...this.httpServers].map((s) => s.close())]);
     this.rpcServer = undefined;
+    this.httpServers.clear();
     await Promise.all([...this.handles].map((h) => h.close()));
     await Promise.all([...this.openQueues].map((q) => q.close()));
     await this.native.stop();

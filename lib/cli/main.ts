@@ -13,6 +13,7 @@
 import { Spdk } from '../spdk';
 import { SpdkError } from '../errors';
 import type { EngineChoice } from '../engine/load';
+import { parseHostPort, RpcHttpEndpointOptions, RpcHttpServer } from '../rpc/http';
 
 interface TargetArgs {
   rpcSocket: string;
@@ -20,6 +21,9 @@ interface TargetArgs {
   engine: EngineChoice;
   polling: boolean;
   defaultBdev: boolean;
+  /** The HTTP endpoint (--http and friends), when asked for. */
+  http?: RpcHttpEndpointOptions;
+  config?: string;
 }
 
 const usage = `usage: spdk-node target [options]
@@ -27,10 +31,20 @@ const usage = `usage: spdk-node target [options]
   --cores LIST        reactor cores, e.g. 0 or 0,1 (default 0)
   --engine NAME       auto | builtin | libspdk (default auto)
   --polling           busy-poll reactors (benchmarks); default sleeps when idle
-  --no-default-bdev   do not create Malloc0`;
+  --no-default-bdev   do not create Malloc0
+  --http HOST:PORT    also serve JSON-RPC over HTTP, as SPDK's rpc_http_proxy.py does
+                      (Cinder, spdk-csi); port 0 picks one. Needs --user and a password
+  --user U            HTTP basic-auth user
+  --password P        HTTP basic-auth password (visible in ps; prefer --password-file)
+  --password-file F   read the password from F (one trailing newline ignored)
+  --tls-cert F        serve HTTPS with this PEM certificate (it may also hold the key)
+  --tls-key F         PEM private key for --tls-cert
+  --config FILE       start from an SPDK JSON config (SPDK's --json; also what save_config
+                      writes); implies --no-default-bdev`;
 
 export function parseTargetArgs(argv: string[]): TargetArgs {
   const a: TargetArgs = { rpcSocket: '/var/tmp/spdk.sock', cores: [0], engine: 'auto', polling: false, defaultBdev: true };
+  const http: Partial<Record<'listen' | 'user' | 'password' | 'passwordFile' | 'tlsCert' | 'tlsKey', string>> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): string => {
@@ -62,6 +76,29 @@ export function parseTargetArgs(argv: string[]): TargetArgs {
       case '--no-default-bdev':
         a.defaultBdev = false;
         break;
+      case '--config':
+      case '--json':
+        a.config = value();
+        a.defaultBdev = false;
+        break;
+      case '--http':
+        http.listen = value();
+        break;
+      case '--user':
+        http.user = value();
+        break;
+      case '--password':
+        http.password = value();
+        break;
+      case '--password-file':
+        http.passwordFile = value();
+        break;
+      case '--tls-cert':
+        http.tlsCert = value();
+        break;
+      case '--tls-key':
+        http.tlsKey = value();
+        break;
       case '--help':
       case '-h':
         console.log(usage);
@@ -71,12 +108,32 @@ export function parseTargetArgs(argv: string[]): TargetArgs {
         throw new SpdkError(`unknown option '${arg}'\n${usage}`, { code: 'ERR_USAGE' });
     }
   }
+  a.http = httpArgs(http);
   return a;
+}
+
+/** Checks the HTTP endpoint flags together (rpc_http_proxy.py, too, requires a user and a password). */
+function httpArgs(h: Partial<Record<'listen' | 'user' | 'password' | 'passwordFile' | 'tlsCert' | 'tlsKey', string>>): RpcHttpEndpointOptions | undefined {
+  const usageError = (msg: string): SpdkError => new SpdkError(`${msg}\n${usage}`, { code: 'ERR_USAGE' });
+  if (h.listen === undefined) {
+    if (Object.keys(h).length > 0) throw usageError('--user, --password, --password-file, --tls-cert and --tls-key need --http');
+    return undefined;
+  }
+  try {
+    parseHostPort(h.listen);
+  } catch (e) {
+    throw usageError((e as Error).message);
+  }
+  if (!h.user) throw usageError('--http needs --user');
+  if (h.password === undefined && h.passwordFile === undefined) throw usageError('--http needs --password or --password-file');
+  if (h.password !== undefined && h.passwordFile !== undefined) throw usageError('give --password or --password-file, not both');
+  if (h.tlsKey !== undefined && h.tlsCert === undefined) throw usageError('--tls-key needs --tls-cert');
+  return { listen: h.listen, user: h.user, password: h.password, passwordFile: h.passwordFile, tlsCert: h.tlsCert, tlsKey: h.tlsKey };
 }
 
 async function target(argv: string[]): Promise<void> {
   const args = parseTargetArgs(argv);
-  const spdk = await Spdk.start({ engine: args.engine, cores: args.cores, polling: args.polling, rpcSocket: args.rpcSocket });
+  const spdk = await Spdk.start({ engine: args.engine, cores: args.cores, polling: args.polling, rpcSocket: args.rpcSocket, config: args.config });
   log(`engine ${spdk.engine} (${spdk.engineReason}), reactors on cores ${spdk.cores.join(',')}${args.polling ? ', polling' : ''}`);
   if (args.defaultBdev) {
     await spdk.rpc.call('bdev_malloc_create', { name: 'Malloc0', num_blocks: 16384, block_size: 4096 });
@@ -85,6 +142,17 @@ async function target(argv: string[]): Promise<void> {
     log(`bdev ${b.name}: ${b.product_name}, ${b.num_blocks} x ${b.block_size} B`);
   }
   log(`serving SPDK JSON-RPC on ${spdk.rpcSocket} (try: scripts/rpc.py -s ${spdk.rpcSocket} bdev_get_bdevs)`);
+  if (args.http) {
+    let httpServer: RpcHttpServer;
+    try {
+      httpServer = await spdk.serveRpcHttp(args.http);
+    } catch (e) {
+      await spdk.stop();
+      throw e;
+    }
+    // The bound address (the real port when 0 was given); never the credentials.
+    log(`serving SPDK JSON-RPC over ${httpServer.secure ? 'HTTPS' : 'HTTP'} on ${httpServer.url} (basic auth)`);
+  }
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;

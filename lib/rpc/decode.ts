@@ -109,6 +109,38 @@ function decodeValue(spec: FieldSpec, v: unknown): { value: unknown } | undefine
   }
 }
 
+type DecodeResult<S extends Schema> = { value: Decoded<S> } | { reason: string };
+
+function decode<S extends Schema>(params: unknown, schema: S, opts: { relaxed?: boolean }): DecodeResult<S> {
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) {
+    return { reason: params === undefined ? 'parameters are required' : 'parameters must be a JSON object' };
+  }
+  const obj = params as Record<string, unknown>;
+  // A repeated key fails when a decoder knows it (both modes) or when it is unknown (strict mode
+  // fails on the unknown key anyway).
+  for (const key of duplicateKeys(obj)) {
+    if (!opts.relaxed || Object.prototype.hasOwnProperty.call(schema, key)) return { reason: `parameter '${key}' is given twice` };
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(obj)) {
+    const spec = Object.prototype.hasOwnProperty.call(schema, key) ? schema[key] : undefined;
+    if (spec === undefined) {
+      if (opts.relaxed) continue;
+      return { reason: `unknown parameter '${key}'` };
+    }
+    const decoded = decodeValue(spec, v);
+    if (decoded === undefined) {
+      const what = spec.values ? `one of ${spec.values.map((x) => `"${x}"`).join(', ')}` : `a ${spec.type}`;
+      return { reason: `parameter '${key}' must be ${what}, not ${JSON.stringify(v)}` };
+    }
+    out[key] = decoded.value;
+  }
+  for (const [key, spec] of Object.entries(schema)) {
+    if (!spec.optional && !Object.prototype.hasOwnProperty.call(out, key)) return { reason: `missing parameter '${key}'` };
+  }
+  return { value: out as Decoded<S> };
+}
+
 /**
  * Decodes `params` with `schema`; `undefined` when SPDK's decoder would fail. Use this where the
  * failure answer is built by the caller.
@@ -118,33 +150,15 @@ export function tryDecodeObject<S extends Schema>(
   schema: S,
   opts: { relaxed?: boolean } = {},
 ): Decoded<S> | undefined {
-  if (params === null || typeof params !== 'object' || Array.isArray(params)) return undefined;
-  const obj = params as Record<string, unknown>;
-  // A repeated key fails when a decoder knows it (both modes) or when it is unknown (strict mode
-  // fails on the unknown key anyway).
-  for (const key of duplicateKeys(obj)) {
-    if (!opts.relaxed || Object.prototype.hasOwnProperty.call(schema, key)) return undefined;
-  }
-  const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(obj)) {
-    const spec = Object.prototype.hasOwnProperty.call(schema, key) ? schema[key] : undefined;
-    if (spec === undefined) {
-      if (opts.relaxed) continue;
-      return undefined;
-    }
-    const decoded = decodeValue(spec, v);
-    if (decoded === undefined) return undefined;
-    out[key] = decoded.value;
-  }
-  for (const [key, spec] of Object.entries(schema)) {
-    if (!spec.optional && !Object.prototype.hasOwnProperty.call(out, key)) return undefined;
-  }
-  return out as Decoded<S>;
+  const r = decode(params, schema, opts);
+  return 'value' in r ? r.value : undefined;
 }
 
 /**
  * Decodes `params` with `schema`, throwing `onError()` (by default -32603
- * "spdk_json_decode_object failed") when SPDK's decoder would fail.
+ * "spdk_json_decode_object failed") when SPDK's decoder would fail. The thrown error carries a
+ * `detail` naming the parameter; it never goes on the wire (SPDK's answer has no such text) but
+ * the config loader and logs show it.
  */
 export function decodeObject<S extends Schema>(
   params: unknown,
@@ -152,7 +166,9 @@ export function decodeObject<S extends Schema>(
   onError: () => Error = decodeFailed,
   opts: { relaxed?: boolean } = {},
 ): Decoded<S> {
-  const decoded = tryDecodeObject(params, schema, opts);
-  if (decoded === undefined) throw onError();
-  return decoded;
+  const r = decode(params, schema, opts);
+  if ('value' in r) return r.value;
+  const err = onError() as Error & { detail?: string };
+  err.detail = r.reason;
+  throw err;
 }

@@ -33,6 +33,9 @@ export interface RpcContext {
   readonly transport: string;
   /** Aborted when the caller has gone (its connection closed); long waits should stop then. */
   readonly signal?: AbortSignal;
+  /** HTTP: the authenticated user, and the view of the target that credential has, if any. */
+  readonly user?: string;
+  readonly view?: string;
 }
 
 /**
@@ -107,6 +110,18 @@ export class Dispatcher {
   private add(entry: MethodEntry): void {
     this.methods.unshift(entry);
     this.byName.set(entry.name, entry);
+  }
+
+  /** True when a method (or alias) of that name is registered. */
+  has(method: string): boolean {
+    return this.byName.has(method);
+  }
+
+  /** True when the method may be called in that framework state. */
+  allowedIn(method: string, state: RpcState): boolean {
+    const entry = this.byName.get(method);
+    const target = entry?.aliasOf ?? entry;
+    return target !== undefined && (target.mask & STATE_MASK[state]) !== 0;
   }
 
   /** The current framework state. */

@@ -35,6 +35,8 @@ export { writeJson } from './json-write';
 export { SPDK_JSONRPC_MAX_VALUES, SPDK_JSONRPC_RECV_BUF_SIZE } from './connection';
 export { RpcServer, RpcServerOptions } from './server';
 export { RpcClient, RpcClientOptions } from './client';
+export { RpcHttpServer, serveRpcHttp } from './http';
+export type { HttpRpcContext } from './http';
 export { registerCoreMethods, CoreMethodOptions, spdkVersion, SPDK_REFERENCE_VERSION } from './methods/core';
 export { registerBdevMethods } from './methods/bdev';
 export * from './types';

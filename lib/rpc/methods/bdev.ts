@@ -157,6 +157,13 @@ export function registerBdevMethods(dispatcher: Dispatcher, backend: BdevBackend
 
   dispatcher.register('bdev_aio_delete', deleteOf('aio'));
 
+  // bdev_rpc.c: no params; answers true once examination is done (builtin bdevs have no examine
+  // step, so at once).
+  dispatcher.register('bdev_wait_for_examine', (params) => {
+    if (params !== undefined) throw JsonRpcError.invalidParams('bdev_wait_for_examine requires no parameters');
+    return true;
+  });
+
   dispatcher.register('bdev_uring_create', (params) => {
     const req = decodeObject(params, URING_CREATE);
     // rpc_bdev_uring_create answers every failure of create_uring_bdev the same way.
