@@ -45,10 +45,14 @@ export function loadBuiltin(): BuiltinAddon {
 
 /** Why the libspdk engine is not available here (undefined when it is). */
 export function libspdkUnavailableReason(): string | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const probe = require(path.join(root, 'spdk', 'probe.js')) as { hasSources: boolean; probe: () => { found: boolean; why?: string } };
+  if (!probe.hasSources) return 'this version of spdk-node has no libspdk engine yet';
   if (!addonPath('spdk_libspdk')) {
-    return 'the libspdk addon was not built: no installed SPDK was found by pkg-config at install time (set SPDK_DIR or PKG_CONFIG_PATH and reinstall)';
+    const p = probe.probe();
+    return `the libspdk addon was not built${p.found ? ' (SPDK is installed now: reinstall spdk-node)' : `: ${p.why}`}`;
   }
-  return 'the libspdk engine is not implemented in this version of spdk-node';
+  return undefined;
 }
 
 /** Resolves `auto` to an engine name, explaining an impossible explicit choice. */
