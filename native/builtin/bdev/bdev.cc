@@ -21,6 +21,38 @@ const char* IoTypeName(IoType t) {
   return "unknown";
 }
 
+void BdevStats::Record(IoType type, uint64_t bytes, uint64_t lat, int status) {
+  constexpr auto rx = std::memory_order_relaxed;
+  if (status != 0) {
+    io_errors.fetch_add(1, rx);
+    return;
+  }
+  switch (type) {
+    case IoType::kRead:
+      num_read_ops.fetch_add(1, rx);
+      bytes_read.fetch_add(bytes, rx);
+      read_latency_ticks.fetch_add(lat, rx);
+      break;
+    case IoType::kWrite:
+      num_write_ops.fetch_add(1, rx);
+      bytes_written.fetch_add(bytes, rx);
+      write_latency_ticks.fetch_add(lat, rx);
+      break;
+    case IoType::kUnmap:
+      num_unmap_ops.fetch_add(1, rx);
+      bytes_unmapped.fetch_add(bytes, rx);
+      unmap_latency_ticks.fetch_add(lat, rx);
+      break;
+    case IoType::kFlush:
+      num_flush_ops.fetch_add(1, rx);
+      break;
+    case IoType::kWriteZeroes:
+      num_write_zeroes_ops.fetch_add(1, rx);
+      bytes_write_zeroes.fetch_add(bytes, rx);
+      break;
+  }
+}
+
 BdevChannel::BdevChannel(Bdev* bdev, Reactor* reactor) : bdev_(bdev), reactor_(reactor) {
   bdev_->Ref();
 }

@@ -76,6 +76,9 @@ struct BdevStats {
   std::atomic<uint64_t> num_flush_ops{0}, num_write_zeroes_ops{0}, bytes_write_zeroes{0};
   std::atomic<uint64_t> read_latency_ticks{0}, write_latency_ticks{0}, unmap_latency_ticks{0};
   std::atomic<uint64_t> io_errors{0};
+
+  // Any thread: counts one completed I/O (bdev_get_iostat).
+  void Record(IoType type, uint64_t bytes, uint64_t latency_ns, int status);
 };
 
 class Bdev {

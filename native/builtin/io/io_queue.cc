@@ -1,11 +1,11 @@
 #include "io_queue.h"
 
-#include <time.h>
 
 #include <cerrno>
 #include <cmath>
 #include <memory>
 
+#include "../../common/clock.h"
 #include "../../common/napi_util.h"
 #include "../engine.h"
 #include "../reactor/reactor.h"
@@ -14,12 +14,6 @@
 namespace spdk_node {
 
 namespace {
-
-uint64_t NowNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Completions per wake-up while a large batch is being worked through (see Poll()). Measured
 // with bench/bdev-io.ts: 4 and 64 both lose to 16 at queue depths 32 and 128.
@@ -330,37 +324,7 @@ bool JsIoQueue::Poll() {
 void JsIoQueue::OnIoComplete(BdevIo* io, int status, void* ctx) {
   Slot* s = static_cast<Slot*>(ctx);
   JsIoQueue* q = s->queue;
-  BdevStats& st = q->bdev_->stats;
-  const uint64_t lat = NowNs() - s->submit_ns;
-  const uint64_t bytes = io->num_blocks * q->bdev_->block_size();
-  if (status != 0) {
-    st.io_errors.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    switch (io->type) {
-      case IoType::kRead:
-        st.num_read_ops.fetch_add(1, std::memory_order_relaxed);
-        st.bytes_read.fetch_add(bytes, std::memory_order_relaxed);
-        st.read_latency_ticks.fetch_add(lat, std::memory_order_relaxed);
-        break;
-      case IoType::kWrite:
-        st.num_write_ops.fetch_add(1, std::memory_order_relaxed);
-        st.bytes_written.fetch_add(bytes, std::memory_order_relaxed);
-        st.write_latency_ticks.fetch_add(lat, std::memory_order_relaxed);
-        break;
-      case IoType::kUnmap:
-        st.num_unmap_ops.fetch_add(1, std::memory_order_relaxed);
-        st.bytes_unmapped.fetch_add(bytes, std::memory_order_relaxed);
-        st.unmap_latency_ticks.fetch_add(lat, std::memory_order_relaxed);
-        break;
-      case IoType::kFlush:
-        st.num_flush_ops.fetch_add(1, std::memory_order_relaxed);
-        break;
-      case IoType::kWriteZeroes:
-        st.num_write_zeroes_ops.fetch_add(1, std::memory_order_relaxed);
-        st.bytes_write_zeroes.fetch_add(bytes, std::memory_order_relaxed);
-        break;
-    }
-  }
+  q->bdev_->stats.Record(io->type, io->num_blocks * q->bdev_->block_size(), NowNs() - s->submit_ns, status);
   // Buffer references are dropped in Reap(), on the JS thread: to JavaScript a buffer is in
   // flight until its completion is delivered, so free() between submit and completion always
   // fails with EBUSY, never depending on how fast the reactor was.

@@ -1,23 +1,17 @@
 #include "native_bench.h"
 
 #include <sys/mman.h>
-#include <time.h>
 
 #include <cerrno>
 #include <vector>
 
+#include "../../common/clock.h"
 #include "../bdev/bdev.h"
 #include "../reactor/reactor.h"
 
 namespace spdk_node {
 
 namespace {
-
-uint64_t NowNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 struct BenchRun {
   Bdev* bdev;
