@@ -187,10 +187,10 @@ export class Spdk {
 
   /** @internal */
   async openBdev(name: string, opts: QueueOptions): Promise<BdevHandle> {
-    const info = this.native.listBdevs().find((b) => b.name === name || b.uuid === name);
+    const info = this.native.listBdevs().find((b) => b.name === name || b.uuid === name || b.aliases.includes(name));
     if (!info) throw SpdkError.fromErrno(19, 'bdev.open', `no bdev named '${name}'`);
-    const queue = await this.openQueue(name, opts);
-    const handle = new BdevHandle(info, queue, this);
+    const queue = await this.openQueue(info.name, opts);
+    const handle = new BdevHandle(info, queue, this, () => this.handles.delete(handle));
     this.handles.add(handle);
     return handle;
   }
@@ -207,11 +207,8 @@ export class Spdk {
     else throw SpdkError.invalidArg('bdev.open', `reactor must be 'js' or 0..${this.cores.length - 1}`);
     let queue: IoQueue | undefined;
     const nq = new this.addon.IoQueue(this.native, bdev, reactor, depth, () => queue?.poll());
-    queue = new IoQueue(nq, this.addon.constants, depth);
+    queue = new IoQueue(nq, this.addon.constants, depth, () => this.openQueues.delete(queue as IoQueue));
     this.openQueues.add(queue);
-    const q = queue;
-    const close = q.close.bind(q);
-    q.close = () => close().finally(() => this.openQueues.delete(q));
     await nq.open();
     return queue;
   }

@@ -52,8 +52,11 @@ export class BdevHandle {
   private scheduled = false;
   private readonly queues = new Set<IoQueue>();
 
+  private readonly onClosed: () => void;
+
   /** @internal */
-  constructor(info: BdevInfo, queue: IoQueue, factory: QueueFactory) {
+  constructor(info: BdevInfo, queue: IoQueue, factory: QueueFactory, onClosed: () => void = () => {}) {
+    this.onClosed = onClosed;
     this.info = info;
     this.name = info.name;
     this.blockSize = info.blockSize;
@@ -119,6 +122,7 @@ export class BdevHandle {
     const closing = this.queue.close();
     this.flushBacklogAsClosed();
     await Promise.all([closing, ...[...this.queues].map((q) => q.close())]);
+    this.onClosed();
   }
 
   private issue(prep: (q: IoQueue) => number, buf: SpdkBuffer | undefined, op: string, segs?: IoSegment[]): Promise<void> {

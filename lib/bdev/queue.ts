@@ -50,8 +50,8 @@ export class IoQueue {
   private closing: Promise<void> | undefined;
   private closedResolve: (() => void) | undefined;
 
-  /** @internal */
-  constructor(q: NativeIoQueue, c: NativeConstants, depth: number) {
+  /** @internal `onClosed` runs once the native queue has released its channel. */
+  constructor(q: NativeIoQueue, c: NativeConstants, depth: number, onClosed?: () => void) {
     this.q = q;
     this.c = c;
     this.depth = depth;
@@ -66,7 +66,10 @@ export class IoQueue {
     this.freeTags = new Int32Array(depth);
     for (let i = 0; i < depth; i++) this.freeTags[i] = depth - 1 - i;
     this.freeTop = depth;
-    q._onClosed = () => this.closedResolve?.();
+    q._onClosed = () => {
+      onClosed?.();
+      this.closedResolve?.();
+    };
   }
 
   /** Tags free for new I/O. */
