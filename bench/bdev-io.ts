@@ -18,42 +18,15 @@
  * Reported per configuration: IOPS of both, their ratio, average latency (QD / IOPS), JS thread
  * CPU time per I/O (ns, from /proc/self/task/<tid>/schedstat), and native calls per I/O.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { Spdk, BdevHandle, SpdkBuffer } from '../lib';
+import { arg, jsThreadCpuNs, median, pinToCore0, rng, runBatch, RunResult } from './common';
 
 const BS = 4096;
 const BLOCKS = 16384;
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
-
-function jsThreadCpuNs(): number {
-  // First field: time on CPU in ns, for the main thread only (tid == pid).
-  return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]);
-}
-
-interface RunResult {
-  ios: number;
-  seconds: number;
-  jsCpuNs: number;
-  nativeCalls: number;
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % BLOCKS;
-  };
-}
-
 async function runPromise(bdev: BdevHandle, buf: SpdkBuffer, write: boolean, qd: number, ms: number): Promise<RunResult> {
-  const next = rng(12345);
+  const next = rng(12345, BLOCKS);
   let ios = 0;
   const end = Date.now() + ms;
   const calls0 = bdev.nativeCalls;
@@ -72,55 +45,8 @@ async function runPromise(bdev: BdevHandle, buf: SpdkBuffer, write: boolean, qd:
   return { ios, seconds, jsCpuNs: jsThreadCpuNs() - cpu0, nativeCalls: bdev.nativeCalls - calls0 };
 }
 
-async function runBatch(bdev: BdevHandle, buf: SpdkBuffer, write: boolean, qd: number, ms: number, reactor: 0 | 'js'): Promise<RunResult> {
-  const q = await bdev.openQueue({ depth: qd, reactor });
-  const next = rng(6789);
-  let ios = 0;
-  let stopping = false;
-  const cpu0 = jsThreadCpuNs();
-  const t0 = process.hrtime.bigint();
-  await new Promise<void>((resolve) => {
-    // One JS call per completion, no allocation: re-prepare the slot's I/O, submit per batch.
-    q.onComplete = (tag) => {
-      ios++;
-      if (!stopping) {
-        if (write) q.prepWrite(buf, next(), 1, tag * BS);
-        else q.prepRead(buf, next(), 1, tag * BS);
-      }
-    };
-    q.onBatchEnd = () => {
-      if (!stopping) q.submit();
-      else if (q.inFlight === 0) resolve();
-    };
-    setTimeout(() => {
-      stopping = true;
-    }, ms);
-    for (let i = 0; i < qd; i++) {
-      if (write) q.prepWrite(buf, next(), 1, i * BS);
-      else q.prepRead(buf, next(), 1, i * BS);
-    }
-    q.submit();
-  });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const r = { ios, seconds, jsCpuNs: jsThreadCpuNs() - cpu0, nativeCalls: q.nativeCalls };
-  await q.close();
-  return r;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
 async function main(): Promise<void> {
-  if (!process.env.SPDK_NODE_BENCH_PINNED) {
-    // Re-run pinned: JS thread on core 0, reactor on core 1.
-    const r = spawnSync('taskset', ['-c', '0', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-      stdio: 'inherit',
-      env: { ...process.env, SPDK_NODE_BENCH_PINNED: '1' },
-    });
-    process.exit(r.status ?? 1);
-  }
+  pinToCore0(); // JS thread on core 0; the reactor pins itself to core 1
   const seconds = arg('seconds', 2);
   const rounds = arg('rounds', 3);
   const spdk = await Spdk.start({ engine: 'builtin', cores: [1], polling: true });
@@ -145,7 +71,7 @@ async function main(): Promise<void> {
           const res =
             mode === 'promise'
               ? await runPromise(bdev, buf, write, qd, seconds * 1000)
-              : await runBatch(bdev, buf, write, qd, seconds * 1000, mode === 'batch' ? 0 : 'js');
+              : await runBatch(bdev, buf, write, qd, seconds * 1000, mode === 'batch' ? 0 : 'js', rng(6789, BLOCKS));
           js.push(res.ios / res.seconds);
           cpu.push(res.jsCpuNs / res.ios);
           calls.push(res.nativeCalls / res.ios);
