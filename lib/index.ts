@@ -8,3 +8,5 @@ export type { CompletionHandler, IoSegment } from './bdev/queue';
 export { SpdkError } from './errors';
 export { JsonRpcError } from './rpc/errors';
 export type { BdevInfo, BdevStats } from './engine/types';
+export { LvolApi, LvolStore, Lvol } from './lvol';
+export type { CreateStoreOptions, CreateLvolOptions, LvolSize, LvolClearMethod, RpcCaller } from './lvol';

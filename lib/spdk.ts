@@ -14,6 +14,9 @@ import type { RpcMethods } from './rpc/types';
 import { SubsystemRegistry, SpdkJsonConfig } from './config/subsystems';
 import { applyConfig, readConfigFile } from './config/load';
 import { bdevSubsystemConfig } from './rpc/methods/bdev-config';
+import { registerLvolMethods } from './rpc/methods/lvol';
+import { BuiltinLvolBackend } from './lvol/backend';
+import { LvolApi } from './lvol';
 
 export interface SpdkOptions {
   /** 'auto' (default) picks libspdk when it is available, else builtin. */
@@ -85,6 +88,8 @@ export class Spdk {
   readonly cores: number[];
   readonly rpc: RpcApi;
   readonly bdev: BdevApi;
+  /** Logical volumes: stores, volumes, snapshots, clones (on SPDK's bdev_lvol_* RPCs). */
+  readonly lvol: LvolApi;
   /** @internal */
   readonly dispatcher: Dispatcher;
   private readonly addon: BuiltinAddon;
@@ -107,10 +112,12 @@ export class Spdk {
     registerCoreMethods(this.dispatcher, { engine });
     const bdevs = new BuiltinBdevBackend(native);
     registerBdevMethods(this.dispatcher, bdevs);
+    registerLvolMethods(this.dispatcher, new BuiltinLvolBackend(native), bdevs);
     this.subsystems.register('bdev', [], () => bdevSubsystemConfig(bdevs));
     this.subsystems.registerMethods(this.dispatcher);
     this.rpc = new RpcApi(this.dispatcher);
     this.bdev = new BdevApi(this);
+    this.lvol = new LvolApi(this.rpc);
   }
 
   /** Starts an engine with reactors on `cores`. */

@@ -2,7 +2,7 @@
  * The shape of the builtin engine's addon as TypeScript sees it (native/builtin/addon.cc).
  * Only lib/ talks to these objects; users get the classes in lib/spdk.ts and lib/bdev/.
  */
-import type { BdevInfo, BdevStats } from './types';
+import type { BdevInfo, BdevStats, LvolBdevInfo, LvstoreInfo } from './types';
 
 export interface NativeConstants {
   DESC_OP: number;
@@ -38,6 +38,25 @@ export interface NativeEngine {
   nativeBench(opts: { bdev: string; reactor: number; write: boolean; queueDepth: number; ioBlocks: number; durationMs: number }): Promise<{ ios: number; ns: number }>;
   unref(): void;
   ref(): void;
+
+  // The lvol store (native/builtin/lvol/). Declared optional while the native side lands; the
+  // TypeScript backend (lib/lvol/backend.ts) answers EOPNOTSUPP for a method that is absent.
+  // All reject with an SpdkError carrying a positive errno; clearMethod is 'none' | 'unmap' |
+  // 'write_zeroes'.
+  createLvstore?(bdevName: string, lvsName: string, clusterSize: number, clearMethod: string): Promise<LvstoreInfo>;
+  listLvstores?(): LvstoreInfo[];
+  deleteLvstore?(uuid: string): Promise<void>;
+  renameLvstore?(uuid: string, newName: string): Promise<void>;
+  growLvstore?(uuid: string): Promise<void>;
+  createLvol?(lvsUuid: string, name: string, sizeBytes: number, thin: boolean, clearMethod: string, uuid?: string): Promise<LvolBdevInfo>;
+  deleteLvol?(bdevName: string): Promise<void>;
+  resizeLvol?(bdevName: string, sizeBytes: number): Promise<void>;
+  setLvolReadOnly?(bdevName: string): Promise<void>;
+  renameLvol?(bdevName: string, newName: string): Promise<void>;
+  snapshotLvol?(bdevName: string, snapshotName: string): Promise<LvolBdevInfo>;
+  cloneLvol?(snapshotBdevName: string, cloneName: string): Promise<LvolBdevInfo>;
+  inflateLvol?(bdevName: string): Promise<void>;
+  decoupleLvolParent?(bdevName: string): Promise<void>;
 }
 
 export interface NativeIoQueue {

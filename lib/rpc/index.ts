@@ -39,4 +39,5 @@ export { RpcHttpServer, serveRpcHttp } from './http';
 export type { HttpRpcContext } from './http';
 export { registerCoreMethods, CoreMethodOptions, spdkVersion, SPDK_REFERENCE_VERSION } from './methods/core';
 export { registerBdevMethods } from './methods/bdev';
+export { registerLvolMethods, lvstoreToJson, lvolToJson } from './methods/lvol';
 export * from './types';

@@ -106,6 +106,77 @@ export interface BdevGetIostatResult {
   bdevs: BdevIostatJson[];
 }
 
+export type LvolClearMethodParam = 'none' | 'unmap' | 'write_zeroes';
+
+export interface BdevLvolCreateLvstoreParams {
+  bdev_name: string;
+  lvs_name: string;
+  /** Bytes; default 4 MiB. */
+  cluster_sz?: number;
+  clear_method?: LvolClearMethodParam;
+  num_md_pages_per_cluster_ratio?: number;
+  md_page_size?: number;
+}
+
+/** Exactly one of `uuid` and `lvs_name`. */
+export interface LvstoreSelector {
+  uuid?: string;
+  lvs_name?: string;
+}
+
+/** One bdev_lvol_get_lvstores entry (keys in SPDK's order). */
+export interface LvstoreJson {
+  uuid: string;
+  name: string;
+  base_bdev: string;
+  total_data_clusters: number;
+  free_clusters: number;
+  block_size: number;
+  cluster_size: number;
+}
+
+export interface BdevLvolCreateParams {
+  lvol_name: string;
+  /** The size in MiB (SPDK v25.09); or the legacy `size`. */
+  size_in_mib?: number;
+  /** spdk-node extension: the size in bytes, as SPDK before v24.05 took it (Cinder, spdk-csi). */
+  size?: number;
+  thin_provision?: boolean;
+  /** The lvstore's UUID; or `lvs_name`. */
+  uuid?: string;
+  lvs_name?: string;
+  clear_method?: LvolClearMethodParam;
+}
+
+/** One bdev_lvol_get_lvols entry (keys in SPDK's order). */
+export interface LvolJson {
+  alias: string;
+  uuid: string;
+  name: string;
+  is_thin_provisioned: boolean;
+  is_snapshot: boolean;
+  is_clone: boolean;
+  is_esnap_clone: boolean;
+  is_degraded: boolean;
+  num_allocated_clusters: number;
+  lvs: { name: string; uuid: string };
+}
+
+/** driver_specific.lvol of an lvol's bdev_get_bdevs entry. */
+export interface LvolDriverSpecificJson {
+  lvol_store_uuid: string;
+  base_bdev: string;
+  thin_provision: boolean;
+  num_allocated_clusters: number;
+  snapshot: boolean;
+  clone: boolean;
+  /** Clones only: the parent snapshot's lvol name. */
+  base_snapshot?: string;
+  /** Snapshots with clones only: the clones' lvol names. */
+  clones?: string[];
+  esnap_clone: boolean;
+}
+
 /** Method name → its params and result. */
 export interface RpcMethods {
   rpc_get_methods: { params: { current?: boolean; include_aliases?: boolean }; result: string[] };
@@ -120,4 +191,19 @@ export interface RpcMethods {
   bdev_uring_delete: { params: { name: string }; result: true };
   bdev_get_bdevs: { params: BdevGetBdevsParams; result: BdevJson[] };
   bdev_get_iostat: { params: BdevGetIostatParams; result: BdevGetIostatResult };
+  bdev_lvol_create_lvstore: { params: BdevLvolCreateLvstoreParams; result: string };
+  bdev_lvol_get_lvstores: { params: LvstoreSelector; result: LvstoreJson[] };
+  bdev_lvol_delete_lvstore: { params: LvstoreSelector; result: true };
+  bdev_lvol_rename_lvstore: { params: { old_name: string; new_name: string }; result: true };
+  bdev_lvol_grow_lvstore: { params: LvstoreSelector; result: true };
+  bdev_lvol_create: { params: BdevLvolCreateParams; result: string };
+  bdev_lvol_get_lvols: { params: { lvs_uuid?: string; lvs_name?: string }; result: LvolJson[] };
+  bdev_lvol_delete: { params: { name: string }; result: true };
+  bdev_lvol_resize: { params: { name: string; size_in_mib?: number; size?: number }; result: true };
+  bdev_lvol_set_read_only: { params: { name: string }; result: true };
+  bdev_lvol_rename: { params: { old_name: string; new_name: string }; result: true };
+  bdev_lvol_snapshot: { params: { lvol_name: string; snapshot_name: string }; result: string };
+  bdev_lvol_clone: { params: { snapshot_name: string; clone_name: string }; result: string };
+  bdev_lvol_inflate: { params: { name: string }; result: true };
+  bdev_lvol_decouple_parent: { params: { name: string }; result: true };
 }

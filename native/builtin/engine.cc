@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <thread>
@@ -8,7 +9,9 @@
 #include "io/io_queue.h"
 #include "bdev/file.h"
 #include "bdev/malloc.h"
+#include "bdev/record.h"
 #include "io/native_bench.h"
+#include "lvol/module.h"
 
 namespace spdk_node {
 
@@ -30,9 +33,10 @@ void FinalizeBuffer(napi_env env, void* /*data*/, void* hint) {
 class JoinWorker : public Napi::AsyncWorker {
  public:
   JoinWorker(Napi::Env env, std::vector<std::unique_ptr<ThreadReactor>> reactors,
-             std::function<void(Napi::Env)> done)
+             std::function<void(Napi::Env)> done,
+             std::shared_ptr<Napi::Promise::Deferred> deferred)
       : Napi::AsyncWorker(env, "spdk-node:stop"),
-        deferred_(Napi::Promise::Deferred::New(env)),
+        deferred_(std::move(deferred)),
         reactors_(std::move(reactors)),
         done_(std::move(done)) {}
   void Execute() override {
@@ -41,12 +45,11 @@ class JoinWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     done_(Env());
-    deferred_.Resolve(Env().Undefined());
+    deferred_->Resolve(Env().Undefined());
   }
-  Napi::Promise Promise() { return deferred_.Promise(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Napi::Promise::Deferred> deferred_;
   std::vector<std::unique_ptr<ThreadReactor>> reactors_;
   std::function<void(Napi::Env)> done_;
 };
@@ -63,6 +66,8 @@ Napi::Function JsEngine::Init(Napi::Env env) {
                          InstanceMethod("deleteBdev", &JsEngine::DeleteBdev),
                          InstanceMethod("listBdevs", &JsEngine::ListBdevs),
                          InstanceMethod("bdevStats", &JsEngine::BdevStats),
+                         InstanceMethod("createRecordBdev", &JsEngine::CreateRecordBdev),
+                         InstanceMethod("takeRecordLog", &JsEngine::TakeRecordLog),
                          InstanceMethod("allocBuffer", &JsEngine::AllocBuffer),
                          InstanceMethod("freeBuffer", &JsEngine::FreeBuffer),
                          InstanceMethod("bufferInfo", &JsEngine::BufferInfo),
@@ -70,6 +75,18 @@ Napi::Function JsEngine::Init(Napi::Env env) {
                          InstanceMethod("nativeBench", &JsEngine::NativeBench),
                          InstanceMethod("unref", &JsEngine::UnrefLoop),
                          InstanceMethod("ref", &JsEngine::RefLoop),
+                         InstanceMethod("createLvstore", &JsEngine::CreateLvstore),
+                         InstanceMethod("listLvstores", &JsEngine::ListLvstores),
+                         InstanceMethod("deleteLvstore", &JsEngine::DeleteLvstore),
+                         InstanceMethod("renameLvstore", &JsEngine::RenameLvstore),
+                         InstanceMethod("growLvstore", &JsEngine::GrowLvstore),
+                         InstanceMethod("createLvol", &JsEngine::CreateLvol),
+                         InstanceMethod("deleteLvol", &JsEngine::DeleteLvol),
+                         InstanceMethod("resizeLvol", &JsEngine::ResizeLvol),
+                         InstanceMethod("setLvolReadOnly", &JsEngine::SetLvolReadOnly),
+                         InstanceMethod("renameLvol", &JsEngine::RenameLvol),
+                         InstanceMethod("snapshotLvol", &JsEngine::SnapshotLvol),
+                         InstanceMethod("cloneLvol", &JsEngine::CloneLvol),
                      });
 }
 
@@ -80,6 +97,7 @@ JsEngine::JsEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsEngine>(
 JsEngine::~JsEngine() {
   if (cleanup_hook_added_) napi_remove_env_cleanup_hook(env_, &JsEngine::CleanupHook, this);
   StopReactorsBlocking();
+  if (lvol_) lvol_->Shutdown();
   for (Bdev* b : bdevs_) b->Unref();
 }
 
@@ -188,6 +206,9 @@ void JsEngine::ForgetJsReady(JsIoQueue* q) {
 Bdev* JsEngine::FindBdev(const std::string& name) const {
   for (Bdev* b : bdevs_)
     if (b->name() == name || b->uuid() == name) return b;
+  for (Bdev* b : bdevs_)
+    for (const std::string& a : b->aliases)
+      if (a == name) return b;
   return nullptr;
 }
 
@@ -196,7 +217,9 @@ void JsEngine::AddBdev(Bdev* b) { bdevs_.push_back(b); }
 Napi::Object JsEngine::DescribeBdev(Napi::Env env, Bdev* b) const {
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", b->name());
-  o.Set("aliases", Napi::Array::New(env));
+  Napi::Array aliases = Napi::Array::New(env, b->aliases.size());
+  for (size_t i = 0; i < b->aliases.size(); i++) aliases.Set(static_cast<uint32_t>(i), b->aliases[i]);
+  o.Set("aliases", aliases);
   o.Set("productName", b->product_name());
   o.Set("blockSize", Napi::Number::New(env, b->block_size()));
   o.Set("numBlocks", Napi::Number::New(env, static_cast<double>(b->num_blocks())));
@@ -204,7 +227,8 @@ Napi::Object JsEngine::DescribeBdev(Napi::Env env, Bdev* b) const {
   o.Set("driver", b->driver());
   o.Set("requiredAlignment", Napi::Number::New(env, b->required_alignment()));
   o.Set("readOnly", Napi::Boolean::New(env, b->read_only()));
-  o.Set("claimed", Napi::Boolean::New(env, false));
+  o.Set("claimed", Napi::Boolean::New(env, b->claimed));
+  if (!b->taste_error.empty()) o.Set("tasteError", b->taste_error);
   Napi::Object io = Napi::Object::New(env);
   io.Set("read", b->io_type_supported(IoType::kRead));
   io.Set("write", b->io_type_supported(IoType::kWrite));
@@ -222,6 +246,7 @@ Napi::Object JsEngine::DescribeBdev(Napi::Env env, Bdev* b) const {
     }
   }
   o.Set("driverSpecific", ds);
+  if (Lvol* lv = dynamic_cast<Lvol*>(b)) DescribeLvol(env, lv, o);
   return o;
 }
 
@@ -240,6 +265,7 @@ Napi::Value JsEngine::CreateMallocBdev(const Napi::CallbackInfo& info) {
   MallocBdev* b = MallocBdev::Create(name, static_cast<uint64_t>(nb), bs, uuid, &err);
   if (b == nullptr) ThrowSpdkError(env, ErrnoText(err), err, op);
   AddBdev(b);
+  Lvols()->Taste(b);
   return DescribeBdev(env, b);
 }
 
@@ -260,6 +286,7 @@ Napi::Value JsEngine::CreateFileBdev(const Napi::CallbackInfo& info) {
   Bdev* b = spdk_node::CreateFileBdev(name, filename, bs, ro, driver, uuid, &msg, &err);
   if (b == nullptr) ThrowSpdkError(env, msg.empty() ? ErrnoText(err) : msg, err ? err : EINVAL, op);
   AddBdev(b);
+  Lvols()->Taste(b);
   return DescribeBdev(env, b);
 }
 
@@ -273,6 +300,15 @@ Napi::Value JsEngine::DeleteBdev(const Napi::CallbackInfo& info) {
     Bdev* b = bdevs_[i];
     if (b->name() != name) continue;
     if (b->driver() != driver) break;
+    if (dynamic_cast<Lvol*>(b) != nullptr) {
+      ThrowSpdkError(env, "lvol bdev " + name + " is deleted with bdev_lvol_delete", EPERM,
+                     "bdev_" + driver + "_delete");
+    }
+    // Deleting an lvstore's base bdev unloads the store (SPDK's hot remove): its lvols go.
+    if (b->claimed && lvol_) {
+      lvol_->OnBaseDeleted(b);  // unregisters the lvols (they follow b in bdevs_)
+      i = static_cast<size_t>(std::find(bdevs_.begin(), bdevs_.end(), b) - bdevs_.begin());
+    }
     b->MarkRemoved();
     bdevs_.erase(bdevs_.begin() + static_cast<long>(i));
     b->Unref();
@@ -312,6 +348,40 @@ Napi::Value JsEngine::BdevStats(const Napi::CallbackInfo& info) {
   put("unmapLatencyTicks", s.unmap_latency_ticks);
   put("ioErrors", s.io_errors);
   return o;
+}
+
+// createRecordBdev(name, numBlocks, blockSize): TEST-ONLY (see bdev/record.h).
+Napi::Value JsEngine::CreateRecordBdev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string op = "test.createRecordBdev";
+  if (!running_) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
+  std::string name = info[0].As<Napi::String>();
+  if (FindBdev(name) != nullptr) ThrowSpdkError(env, "bdev " + name + " already exists", EEXIST, op);
+  int err = 0;
+  RecordBdev* b = RecordBdev::Create(name, static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue()),
+                                     info[2].As<Napi::Number>().Uint32Value(), &err);
+  if (b == nullptr) ThrowSpdkError(env, ErrnoText(err), err, op);
+  AddBdev(b);
+  return DescribeBdev(env, b);
+}
+
+// takeRecordLog(name) -> [{ kind: 'write'|'flush'|'zero', offset, length, data? }], and clears it.
+Napi::Value JsEngine::TakeRecordLog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RecordBdev* b = dynamic_cast<RecordBdev*>(FindBdev(info[0].As<Napi::String>()));
+  if (b == nullptr) ThrowSpdkError(env, ErrnoText(ENODEV), ENODEV, "test.takeRecordLog");
+  std::vector<RecordedOp> log = b->TakeLog();
+  Napi::Array out = Napi::Array::New(env, log.size());
+  static const char* kinds[] = {"write", "flush", "zero"};
+  for (size_t i = 0; i < log.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("kind", kinds[log[i].kind]);
+    o.Set("offset", Napi::Number::New(env, static_cast<double>(log[i].offset)));
+    o.Set("length", Napi::Number::New(env, static_cast<double>(log[i].length)));
+    if (log[i].kind == RecordedOp::kWrite) o.Set("data", Napi::Buffer<uint8_t>::Copy(env, log[i].data.data(), log[i].data.size()));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
 }
 
 DmaBuffer* JsEngine::LookupBuffer(double id) const {
@@ -497,14 +567,27 @@ Napi::Value JsEngine::Stop(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, std::to_string(open_queues) + " I/O queue(s) still open", EBUSY, op);
   running_ = false;
   stopping_ = true;
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  if (lvol_ && !lvol_->empty()) {
+    // Every lvstore commits its dirty metadata (acknowledged writes to new clusters) first.
+    lvol_->PrepareStop([this, deferred]() { FinishStop(Napi::Env(env_), deferred); });
+  } else {
+    FinishStop(env, deferred);
+  }
+  return deferred->Promise();
+}
+
+void JsEngine::FinishStop(Napi::Env env, std::shared_ptr<Napi::Promise::Deferred> deferred) {
   for (auto& r : reactors_) r->RequestStop();
   auto* worker = new JoinWorker(env, std::move(reactors_), [this](Napi::Env env) {
     for (uint32_t i = 0; i < buffers_.size(); i++) ReleaseBufferEntry(env, i, true);
+    if (lvol_) lvol_->Shutdown();
     for (Bdev* b : bdevs_) {
       b->MarkRemoved();
       b->Unref();
     }
     bdevs_.clear();
+    lvol_.reset();
     if (js_reactor_ != nullptr) {
       js_reactor_->SetAfterRun(nullptr);
       js_reactor_->Close();
@@ -527,11 +610,9 @@ Napi::Value JsEngine::Stop(const Napi::CallbackInfo& info) {
     }
     stopping_ = false;
     Unref();
-  });
+  }, std::move(deferred));
   reactors_.clear();
-  Napi::Promise p = worker->Promise();
   worker->Queue();
-  return p;
 }
 
 void JsEngine::StopReactorsBlocking() {
@@ -545,6 +626,10 @@ void JsEngine::CleanupHook(void* arg) {
   // running: stop the reactor threads synchronously. Blocking is fine here: nothing else runs.
   JsEngine* self = static_cast<JsEngine*>(arg);
   self->cleanup_hook_added_ = false;
+  // Best effort: commit lvstore metadata (allocations of acknowledged writes) before the
+  // reactors go. A crash at any point is safe anyway; this only keeps recent allocations.
+  // (process.exit() does not run cleanup hooks: there, unflushed writes have crash semantics.)
+  if (self->lvol_ && self->running_) self->lvol_->FlushBlocking(2000);
   self->StopReactorsBlocking();
   std::lock_guard<std::mutex> lock(self->post_mu_);
   if (self->tsfn_ != nullptr) {

@@ -22,6 +22,8 @@
 namespace spdk_node {
 
 class JsIoQueue;
+class Lvol;
+class LvolModule;
 
 class JsEngine : public Napi::ObjectWrap<JsEngine> {
  public:
@@ -63,6 +65,9 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   Napi::Value DeleteBdev(const Napi::CallbackInfo& info);
   Napi::Value ListBdevs(const Napi::CallbackInfo& info);
   Napi::Value BdevStats(const Napi::CallbackInfo& info);
+  // Test-only fault injection (bdev/record.h); reachable from JS, never from an RPC.
+  Napi::Value CreateRecordBdev(const Napi::CallbackInfo& info);
+  Napi::Value TakeRecordLog(const Napi::CallbackInfo& info);
   Napi::Value AllocBuffer(const Napi::CallbackInfo& info);
   Napi::Value FreeBuffer(const Napi::CallbackInfo& info);
   Napi::Value BufferInfo(const Napi::CallbackInfo& info);
@@ -70,6 +75,24 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   Napi::Value NativeBench(const Napi::CallbackInfo& info);
   Napi::Value UnrefLoop(const Napi::CallbackInfo& info);
   Napi::Value RefLoop(const Napi::CallbackInfo& info);
+  // Logical volumes (defined in lvol/engine_lvol.cc).
+  Napi::Value CreateLvstore(const Napi::CallbackInfo& info);
+  Napi::Value ListLvstores(const Napi::CallbackInfo& info);
+  Napi::Value DeleteLvstore(const Napi::CallbackInfo& info);
+  Napi::Value RenameLvstore(const Napi::CallbackInfo& info);
+  Napi::Value GrowLvstore(const Napi::CallbackInfo& info);
+  Napi::Value CreateLvol(const Napi::CallbackInfo& info);
+  Napi::Value DeleteLvol(const Napi::CallbackInfo& info);
+  Napi::Value ResizeLvol(const Napi::CallbackInfo& info);
+  Napi::Value SetLvolReadOnly(const Napi::CallbackInfo& info);
+  Napi::Value RenameLvol(const Napi::CallbackInfo& info);
+  Napi::Value SnapshotLvol(const Napi::CallbackInfo& info);
+  Napi::Value CloneLvol(const Napi::CallbackInfo& info);
+  void DescribeLvol(Napi::Env env, Lvol* lv, Napi::Object& o) const;
+  // The lvol module, created on first use (the engine must be running).
+  LvolModule* Lvols();
+  // stop(), once every lvstore has committed and gone quiet.
+  void FinishStop(Napi::Env env, std::shared_ptr<Napi::Promise::Deferred> deferred);
 
   Napi::Object DescribeBdev(Napi::Env env, Bdev* b) const;
   void ReleaseBufferEntry(Napi::Env env, uint32_t index, bool detach);
@@ -96,6 +119,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   bool try_huge_ = true;
   napi_env env_ = nullptr;
   bool cleanup_hook_added_ = false;
+  std::unique_ptr<LvolModule> lvol_;
 };
 
 }  // namespace spdk_node

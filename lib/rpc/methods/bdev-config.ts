@@ -1,5 +1,6 @@
 import type { BdevBackend, BdevInfo } from '../../engine/types';
 import type { ConfigEntry } from '../../config/subsystems';
+import { lvolBdevConfig } from './lvol-config';
 
 /**
  * The bdev subsystem's part of save_config: one create call per bdev, in creation order, with the
@@ -7,6 +8,7 @@ import type { ConfigEntry } from '../../config/subsystems';
  * bdev_aio_write_json_config, bdev_uring_write_json_config), then bdev_wait_for_examine, which
  * SPDK always writes last. SPDK also writes bdev_set_options first; the builtin engine has no
  * such options, so it is left out (a config saved by SPDK that has it loads with a warning).
+ * Lvols write nothing: they come back by tasting their store's base bdev (lvol-config.ts).
  */
 export function bdevSubsystemConfig(backend: BdevBackend): ConfigEntry[] {
   const entries: ConfigEntry[] = [];
@@ -48,6 +50,8 @@ function createCall(b: BdevInfo): ConfigEntry | undefined {
     }
     case 'uring':
       return { method: 'bdev_uring_create', params: { name: b.name, block_size: b.blockSize, filename: ds.filename, uuid: b.uuid } };
+    case 'lvol':
+      return lvolBdevConfig(b);
     default:
       return undefined;
   }

@@ -1,4 +1,4 @@
-import type { BdevInfo, BdevStats } from '../../engine/types';
+import type { BdevInfo, BdevStats, LvolDriverSpecific } from '../../engine/types';
 
 /** SPDK's I/O type names in enum order (g_io_type_strings in lib/bdev/bdev.c, v25.09). */
 export const BDEV_IO_TYPE_NAMES = [
@@ -66,18 +66,29 @@ const MODULE_TRAITS: Record<string, { dumpsInfo: boolean; memoryDomains: MemoryD
  * - `supported_io_types`: the engine's read/write/flush/unmap/write_zeroes; every other type is
  *   false because the engine does not implement it (SPDK's malloc also reports reset, zcopy,
  *   abort and copy; aio reports reset).
+ * - lvols (module/bdev/lvol/vbdev_lvol.c): product_name "Logical Volume"; name = UUID, so the
+ *   only alias is "<lvs>/<lvol>"; write, unmap and write_zeroes false when read-only
+ *   (vbdev_lvol_io_type_supported); the base bdev's memory domains
+ *   (vbdev_lvol_get_memory_domains, which needs `bdevs` to find the base); driver_specific.lvol
+ *   in vbdev_lvol_dump_info_json's key order.
  */
-export function bdevToJson(info: BdevInfo): Record<string, unknown> {
+export function bdevToJson(info: BdevInfo, bdevs?: { findBdev(name: string): BdevInfo | undefined }): Record<string, unknown> {
   const uuid = info.uuid.toLowerCase();
   const aliases = [...info.aliases];
   if (info.name !== uuid && !aliases.some((a) => a.toLowerCase() === uuid)) aliases.unshift(uuid);
-  const traits = MODULE_TRAITS[info.driver] ?? { dumpsInfo: true, memoryDomains: [] };
-  const ioTypes = info.ioTypes as Record<string, boolean | undefined>;
+  const lvol = info.driver === 'lvol';
+  let traits = MODULE_TRAITS[info.driver] ?? { dumpsInfo: true, memoryDomains: [] };
+  if (lvol) {
+    const base = bdevs?.findBdev(String(info.driverSpecific.base_bdev));
+    traits = { dumpsInfo: true, memoryDomains: (base && MODULE_TRAITS[base.driver]?.memoryDomains) ?? [] };
+  }
+  const ioTypes = { ...(info.ioTypes as Record<string, boolean | undefined>) };
+  if (lvol && info.readOnly) ioTypes.write = ioTypes.unmap = ioTypes.write_zeroes = false;
 
   const out: Record<string, unknown> = {
     name: info.name,
     aliases,
-    product_name: info.productName,
+    product_name: lvol ? 'Logical Volume' : info.productName,
     block_size: info.blockSize,
     num_blocks: info.numBlocks,
     preferred_write_alignment: 0,
@@ -93,7 +104,24 @@ export function bdevToJson(info: BdevInfo): Record<string, unknown> {
   out.zoned = false;
   out.supported_io_types = Object.fromEntries(BDEV_IO_TYPE_NAMES.map((t) => [t, ioTypes[t] === true]));
   if (traits.memoryDomains.length > 0) out.memory_domains = traits.memoryDomains.map((d) => ({ ...d }));
-  out.driver_specific = traits.dumpsInfo ? { [info.driver]: info.driverSpecific } : {};
+  if (lvol) out.driver_specific = { lvol: lvolDriverSpecific(info.driverSpecific as unknown as LvolDriverSpecific) };
+  else out.driver_specific = traits.dumpsInfo ? { [info.driver]: info.driverSpecific } : {};
+  return out;
+}
+
+/** vbdev_lvol_dump_info_json: base_snapshot only for clones, clones only when there are some. */
+function lvolDriverSpecific(ds: LvolDriverSpecific): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    lvol_store_uuid: ds.lvol_store_uuid,
+    base_bdev: ds.base_bdev,
+    thin_provision: ds.thin_provision,
+    num_allocated_clusters: ds.num_allocated_clusters,
+    snapshot: ds.snapshot,
+    clone: ds.clone,
+  };
+  if (ds.clone && ds.base_snapshot !== undefined) out.base_snapshot = ds.base_snapshot;
+  if (ds.snapshot && ds.clones !== undefined && ds.clones.length > 0) out.clones = [...ds.clones];
+  out.esnap_clone = ds.esnap_clone ?? false;
   return out;
 }
 

@@ -188,8 +188,8 @@ export function registerBdevMethods(dispatcher: Dispatcher, backend: BdevBackend
 
   dispatcher.register('bdev_get_bdevs', async (params, ctx) => {
     const req: Decoded<typeof GET_BDEVS> = params === undefined ? {} : decodeObject(params, GET_BDEVS);
-    if (req.name === undefined) return backend.listBdevs().map(bdevToJson);
-    return [bdevToJson(await openAsync(backend, req.name, req.timeout ?? 0, ctx.signal))];
+    if (req.name === undefined) return backend.listBdevs().map((b) => bdevToJson(b, backend));
+    return [bdevToJson(await openAsync(backend, req.name, req.timeout ?? 0, ctx.signal), backend)];
   });
 
   dispatcher.register('bdev_get_iostat', (params) => {

@@ -1,7 +1,8 @@
 // The builtin engine's block device layer (SPDK's bdev idea).
 //
 // A Bdev is created and deleted on the JS thread (by the RPC layer) and is immutable while it
-// lives, except for `removed_`. I/O goes through a BdevChannel: one per (bdev, reactor), created
+// lives, except for `removed_`, the JS-thread fields (aliases, claimed, taste_error) and an
+// lvol's size (resize). I/O goes through a BdevChannel: one per (bdev, reactor), created
 // and used only on that reactor's thread. A channel holds a reference on its bdev, so a deleted
 // bdev's memory stays until its last channel is gone.
 //
@@ -13,6 +14,7 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -90,18 +92,25 @@ class Bdev {
   const std::string& name() const { return name_; }
   const std::string& product_name() const { return product_name_; }
   uint32_t block_size() const { return block_size_; }
-  uint64_t num_blocks() const { return num_blocks_; }
+  // Fixed for most drivers; an lvol's changes on resize (any thread may read it).
+  uint64_t num_blocks() const { return num_blocks_.load(std::memory_order_acquire); }
   const std::string& uuid() const { return uuid_; }
   // Required buffer alignment in bytes for this bdev's I/O (1 = none; O_DIRECT files need the
   // logical block size).
   virtual uint32_t required_alignment() const { return 1; }
   virtual bool io_type_supported(IoType t) const = 0;
   virtual bool read_only() const { return false; }
+  // The errno a write to a read_only() bdev fails with (SPDK's lvols answer EPERM).
+  virtual int read_only_errno() const { return EROFS; }
   // Driver name as SPDK's bdev_get_bdevs reports it in driver_specific ("malloc", "uring", ...).
   virtual const char* driver() const = 0;
 
   // Reactor thread only: a new channel for `reactor`.
   virtual BdevChannel* CreateChannel(Reactor* reactor) = 0;
+
+  // Synchronous read of `len` bytes at byte `offset` (both multiples of the block size), for
+  // tasting a new bdev on the JS thread before any channel exists. 0 or a negative errno.
+  virtual int ReadSync(uint64_t /*offset*/, void* /*buf*/, size_t /*len*/) { return -ENOTSUP; }
 
   void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
   // Deletes the bdev when the last reference goes (any thread).
@@ -113,13 +122,22 @@ class Bdev {
   void MarkRemoved() { removed_.store(true, std::memory_order_release); }
   // Count of open descriptors (JS thread only): the JSON "claimed" field is separate.
   int open_count = 0;
+  // JS thread only. Other names the bdev is found by (an lvol's "<lvstore>/<lvol>").
+  std::vector<std::string> aliases;
+  // JS thread only. Set while a module (an lvstore) owns the bdev: no I/O queues may open it.
+  bool claimed = false;
+  // JS thread only. Why the lvstore found on this bdev at creation was not loaded ("" = none).
+  std::string taste_error;
 
   BdevStats stats;
+
+ protected:
+  void set_num_blocks(uint64_t n) { num_blocks_.store(n, std::memory_order_release); }
 
  private:
   std::string name_, product_name_;
   uint32_t block_size_;
-  uint64_t num_blocks_;
+  std::atomic<uint64_t> num_blocks_;
   std::string uuid_;
   std::atomic<int> refs_{1};
   std::atomic<bool> removed_{false};

@@ -438,6 +438,35 @@ BdevChannel* FileBdev::CreateChannel(Reactor* reactor) {
   return new FileChannel(this, reactor);
 }
 
+int FileBdev::ReadSync(uint64_t offset, void* buf, size_t len) {
+  const uint64_t size = num_blocks() * block_size();
+  if (offset > size || len > size - offset) return -EINVAL;
+  // O_DIRECT wants offset, length and memory aligned to the logical block size.
+  const uint64_t align = std::max<uint64_t>(logical_block_size_, 4096);
+  const uint64_t start = offset / align * align;
+  const uint64_t end = std::min<uint64_t>((offset + len + align - 1) / align * align,
+                                          (size + align - 1) / align * align);
+  void* bounce = nullptr;
+  if (posix_memalign(&bounce, align, end - start) != 0) return -ENOMEM;
+  uint64_t done = 0;
+  int rc = 0;
+  while (start + done < end) {
+    ssize_t n = pread(fd_, static_cast<uint8_t*>(bounce) + done, end - start - done,
+                      static_cast<off_t>(start + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    if (n == 0) break;  // end of file: the rest stays as read so far
+    done += static_cast<uint64_t>(n);
+  }
+  if (rc == 0 && start + done < offset + len) rc = -EIO;
+  if (rc == 0) memcpy(buf, static_cast<uint8_t*>(bounce) + (offset - start), len);
+  free(bounce);
+  return rc;
+}
+
 Bdev* CreateFileBdev(const std::string& name, const std::string& filename, uint32_t block_size,
                      bool read_only, const std::string& driver, const std::string& uuid,
                      std::string* err, int* errno_out) {

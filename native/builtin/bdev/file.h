@@ -36,6 +36,8 @@ class FileBdev : public Bdev {
   // Reactor thread. Never null: if the channel's io_uring cannot be set up (a memory limit, too
   // many rings) the channel completes every I/O with that errno.
   BdevChannel* CreateChannel(Reactor* reactor) override;
+  // pread through an aligned bounce buffer (the fd may be O_DIRECT).
+  int ReadSync(uint64_t offset, void* buf, size_t len) override;
 
   // For bdev_get_bdevs' driver_specific section.
   const std::string& filename() const { return filename_; }

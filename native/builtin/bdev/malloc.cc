@@ -64,4 +64,10 @@ MallocBdev::~MallocBdev() { munmap(data_, len_); }
 
 BdevChannel* MallocBdev::CreateChannel(Reactor* reactor) { return new MallocChannel(this, reactor); }
 
+int MallocBdev::ReadSync(uint64_t offset, void* buf, size_t len) {
+  if (offset > len_ || len > len_ - offset) return -EINVAL;
+  memcpy(buf, data_ + offset, len);
+  return 0;
+}
+
 }  // namespace spdk_node

@@ -18,6 +18,7 @@ class MallocBdev : public Bdev {
   bool io_type_supported(IoType) const override { return true; }
   const char* driver() const override { return "malloc"; }
   BdevChannel* CreateChannel(Reactor* reactor) override;
+  int ReadSync(uint64_t offset, void* buf, size_t len) override;
   uint8_t* data() const { return data_; }
 
  private:

@@ -65,6 +65,9 @@ JsIoQueue::JsIoQueue(const Napi::CallbackInfo& info)
   std::string name = info[1].As<Napi::String>();
   bdev_ = engine_->FindBdev(name);
   if (bdev_ == nullptr) ThrowSpdkError(env, "no bdev named '" + name + "'", ENODEV, op);
+  if (bdev_->claimed) {
+    ThrowSpdkError(env, "bdev " + bdev_->name() + " is claimed (an lvstore lives on it)", EBUSY, op);
+  }
   int reactor_index = info[2].As<Napi::Number>().Int32Value();
   reactor_ = engine_->GetReactor(reactor_index);
   if (reactor_ == nullptr)
@@ -143,14 +146,16 @@ int JsIoQueue::Prepare(const double* d, std::string* msg) {
     return EINVAL;
   }
   IoType type = static_cast<IoType>(static_cast<int>(op));
-  if (!bdev_->io_type_supported(type)) {
-    *msg = std::string(IoTypeName(type)) + " is not supported by bdev " + bdev_->name();
-    return ENOTSUP;
-  }
+  // Read-only first: a read-only bdev reports writes unsupported, but the answer to a write is
+  // "read-only" (EROFS; EPERM for an lvol, as SPDK's blobstore answers).
   if ((type == IoType::kWrite || type == IoType::kUnmap || type == IoType::kWriteZeroes) &&
       bdev_->read_only()) {
     *msg = "bdev " + bdev_->name() + " is read-only";
-    return EROFS;
+    return bdev_->read_only_errno();
+  }
+  if (!bdev_->io_type_supported(type)) {
+    *msg = std::string(IoTypeName(type)) + " is not supported by bdev " + bdev_->name();
+    return ENOTSUP;
   }
   const double tag = d[kDescTag];
   if (!IsUint(tag) || tag >= depth_) {

@@ -1,0 +1,186 @@
+// A logical volume (SPDK's lvol) as a bdev, and its per-reactor I/O channel.
+//
+// Threads (see store.h for the metadata side):
+//  - md thread (reactor 0): owns every metadata field (Lvol::md, the cluster maps' contents,
+//    the parent pointer) and is the only writer of the maps.
+//  - channel reactors: an LvolChannel reads the maps lock-free (atomic u32 entries), splits each
+//    I/O at cluster boundaries onto a base-bdev channel on the same reactor, and asks the md
+//    thread to allocate a cluster on the first write to it.
+//  - JS thread: reads Lvol::js (the state as of the last commit) and the atomics.
+//
+// Freeze: while an operation changes what channels read without atomics (a map's page table, the
+// parent pointer, whose clusters a map holds), the md thread freezes the lvol: it sets `frozen`,
+// then waits until no channel has an I/O in flight. A channel counts an I/O in flight before it
+// looks at `frozen` (both seq_cst), so either the md thread sees the count or the channel sees
+// the flag and holds the I/O until the lvol thaws.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../bdev/bdev.h"
+#include "format.h"
+
+namespace spdk_node {
+
+class Lvstore;
+class LvolChannel;
+struct Poller;
+
+// Sparse map: lvol cluster index -> data cluster + 1 (0 = unallocated). Pages of entries are
+// allocated on first use, so a huge thin lvol costs memory only where it is allocated.
+// Get() is lock-free from any thread; everything else is md thread only, and Resize() only while
+// no reader can run (the lvol is frozen, or has no channels).
+class ClusterMap {
+ public:
+  static constexpr unsigned kPageShift = 12;
+  static constexpr uint64_t kPageEntries = 1ull << kPageShift;
+
+  explicit ClusterMap(uint64_t size_clusters);
+  ~ClusterMap();
+  ClusterMap(const ClusterMap&) = delete;
+  ClusterMap& operator=(const ClusterMap&) = delete;
+
+  uint32_t Get(uint64_t idx) const {
+    const uint64_t pg = idx >> kPageShift;
+    if (pg >= npages_) return 0;
+    const std::atomic<uint32_t>* p = pages_[pg].load(std::memory_order_acquire);
+    return p == nullptr ? 0 : p[idx & (kPageEntries - 1)].load(std::memory_order_acquire);
+  }
+  // Publishes an entry (release: the cluster's initial content is visible before the entry).
+  void Set(uint64_t idx, uint32_t value);
+  // Room for `size_clusters` entries; pages past it are freed (their entries must be cleared).
+  void Resize(uint64_t size_clusters);
+  // (index, data cluster) of every allocated entry, ascending.
+  void Collect(std::vector<std::pair<uint32_t, uint32_t>>* out) const;
+
+ private:
+  std::atomic<std::atomic<uint32_t>*>* pages_ = nullptr;
+  uint64_t npages_ = 0;
+};
+
+class Lvol : public Bdev {
+ public:
+  Lvol(std::shared_ptr<Lvstore> store, const lvolfmt::Uuid& uuid, uint64_t size_clusters);
+  ~Lvol() override;
+
+  // Bdev. Write-type I/O is reported unsupported while read-only (SPDK's
+  // vbdev_lvol_io_type_supported) and refused with EPERM.
+  bool io_type_supported(IoType t) const override;
+  bool read_only() const override { return read_only_.load(std::memory_order_acquire); }
+  int read_only_errno() const override { return EPERM; }
+  const char* driver() const override { return "lvol"; }
+  // Buffers go to the base bdev as they are (an O_DIRECT file needs aligned ones).
+  uint32_t required_alignment() const override;
+  BdevChannel* CreateChannel(Reactor* reactor) override;
+
+  Lvstore* store() const { return store_.get(); }
+  const std::shared_ptr<Lvstore>& store_ref() const { return store_; }
+  const lvolfmt::Uuid& id() const { return id_; }
+
+  // Read by channels; changed by the md thread only while the lvol is frozen.
+  ClusterMap* map() const { return map_; }
+  Lvol* parent() const { return parent_; }
+  // md thread, frozen (or no channels yet). Takes a reference on the new parent.
+  void SetParent(Lvol* p);
+  // md thread, frozen. Returns the old map (caller owns it).
+  ClusterMap* SwapMap(ClusterMap* m);
+  void SetSizeBlocks(uint64_t blocks) { set_num_blocks(blocks); }
+
+  std::atomic<bool> frozen{false};
+  std::atomic<bool> deleted{false};  // set when deletion starts: new I/O fails -ENODEV
+  std::atomic<bool> read_only_{false};
+  std::atomic<uint64_t> num_allocated{0};
+
+  // Channel registry (channel create/destroy and freeze only; never on the I/O path).
+  void AddChannel(LvolChannel* ch);
+  void RemoveChannel(LvolChannel* ch);
+  // Sum of the channels' in-flight I/O (md thread, after setting frozen).
+  uint64_t InFlight();
+  // Wakes every reactor that has a channel of this lvol (held I/O re-checks the flags).
+  void KickChannels();
+
+  // md thread only.
+  struct MdState {
+    enum State { kCreating, kLive, kDeleting };
+    std::string name;
+    uint32_t flags = 0;
+    uint32_t clear_method = lvolfmt::kClearUnmap;
+    uint64_t size_clusters = 0;
+    State state = kCreating;
+    std::vector<Lvol*> clones;  // lvols whose parent this is
+    int freeze_count = 0;
+  } md;
+
+  // JS thread only: the state as of the last commit (what JS lists and describes).
+  struct JsView {
+    std::string name;
+    uint32_t flags = 0;
+    uint32_t clear_method = lvolfmt::kClearUnmap;
+    Lvol* parent = nullptr;
+    bool registered = false;
+  } js;
+
+ private:
+  std::shared_ptr<Lvstore> store_;
+  lvolfmt::Uuid id_;
+  ClusterMap* map_;
+  Lvol* parent_ = nullptr;
+  std::mutex ch_mu_;
+  std::vector<LvolChannel*> channels_;
+};
+
+class LvolChannel : public BdevChannel {
+ public:
+  LvolChannel(Lvol* lvol, Reactor* reactor);
+  ~LvolChannel() override;
+  void Submit(BdevIo* io) override;
+  uint64_t inflight() const { return inflight_.load(std::memory_order_seq_cst); }
+
+ private:
+  // One cluster-sized (or smaller) part of an I/O.
+  struct Piece {
+    BdevIo child;
+    BdevIo* parent = nullptr;
+    LvolChannel* ch = nullptr;
+    uint64_t cluster = 0;        // lvol cluster index
+    uint64_t off_blocks = 0;     // offset inside the cluster
+    uint64_t num_blocks = 0;
+    std::vector<struct iovec> iovs;
+    int attempts = 0;
+  };
+
+  bool Enter();
+  void Exit() { inflight_.fetch_sub(1, std::memory_order_seq_cst); }
+  void Hold(BdevIo* io);
+  bool PollHeld();
+  void Dispatch(BdevIo* io);
+  void StartPiece(Piece* p);
+  void SubmitToBase(Piece* p, IoType type, uint32_t entry);
+  void RequestCluster(Piece* p);
+  void OnAllocated(Piece* p, int status);
+  // A part of `parent` finished (p: the piece to recycle, or null for a part without one).
+  void PieceDone(Piece* p, int status, BdevIo* parent);
+  void ParentDone(BdevIo* io, int status);
+  Piece* NewPiece();
+  static void OnChildDone(BdevIo* io, int status, void* ctx);
+  // Data cluster + 1 holding lvol cluster `idx` in the parent chain, or 0 (zeroes).
+  uint32_t LookupChain(uint64_t idx) const;
+
+  Lvol* lvol_;
+  std::shared_ptr<Lvstore> store_;
+  BdevChannel* base_;
+  uint64_t blocks_per_cluster_;
+  uint64_t data_offset_blocks_;
+  alignas(64) std::atomic<uint64_t> inflight_{0};
+  std::deque<BdevIo*> held_;
+  Poller* held_poller_ = nullptr;
+  std::vector<Piece*> free_pieces_;
+};
+
+}  // namespace spdk_node
