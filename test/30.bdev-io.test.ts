@@ -236,3 +236,22 @@ describe('file bdev persistence', () => {
     }
   });
 });
+
+describe('bdev I/O backlog', () => {
+  it('I/O queued beyond the depth settles when its bdev is deleted', async () => {
+    const spdk = await Spdk.start({ engine: 'builtin', cores: [0] });
+    try {
+      await spdk.rpc.call('bdev_malloc_create', { name: 'M0', num_blocks: 64, block_size: 4096 });
+      const bdev = await spdk.bdev.open('M0', { depth: 16 });
+      const buf = spdk.allocBuffer(4096);
+      const ios = Array.from({ length: 500 }, (_, i) => bdev.write(buf, { offsetBlocks: i % 64, numBlocks: 1 }));
+      await spdk.rpc.call('bdev_malloc_delete', { name: 'M0' });
+      const settled = await Promise.race([Promise.allSettled(ios), new Promise((r) => setTimeout(() => r('timeout'), 5000))]);
+      expect(settled).to.not.equal('timeout');
+      const rejected = (settled as PromiseSettledResult<void>[]).filter((s) => s.status === 'rejected') as PromiseRejectedResult[];
+      for (const r of rejected) expect((r.reason as SpdkError).errno).to.equal(19);
+    } finally {
+      await spdk.stop();
+    }
+  });
+});

@@ -174,7 +174,12 @@ export class BdevHandle {
           this.waiters[t] = undefined as unknown as Pending;
           w.reject(e as Error);
         }
-        if (typeof tag !== 'number') return;
+        if (typeof tag !== 'number') {
+          // The whole batch was refused and its tags freed: I/O still waiting for a tag gets one
+          // now, so it is submitted (and settled) in the next batch instead of waiting forever.
+          if (this.backlog.length) this.drainBacklog();
+          return;
+        }
       }
     }
   }

@@ -39,22 +39,22 @@ export interface NativeEngine {
   unref(): void;
   ref(): void;
 
-  // The lvol store (native/builtin/lvol/). Declared optional while the native side lands; the
-  // TypeScript backend (lib/lvol/backend.ts) answers EOPNOTSUPP for a method that is absent.
-  // All reject with an SpdkError carrying a positive errno; clearMethod is 'none' | 'unmap' |
+  // The lvol store (native/builtin/lvol/). inflate and decouple are not implemented natively
+  // yet: they are optional, and the TypeScript backend (lib/lvol/backend.ts) answers EOPNOTSUPP
+  // (-95 on the wire) while they are absent. All reject with an SpdkError carrying a positive errno; clearMethod is 'none' | 'unmap' |
   // 'write_zeroes'.
-  createLvstore?(bdevName: string, lvsName: string, clusterSize: number, clearMethod: string): Promise<LvstoreInfo>;
-  listLvstores?(): LvstoreInfo[];
-  deleteLvstore?(uuid: string): Promise<void>;
-  renameLvstore?(uuid: string, newName: string): Promise<void>;
-  growLvstore?(uuid: string): Promise<void>;
-  createLvol?(lvsUuid: string, name: string, sizeBytes: number, thin: boolean, clearMethod: string, uuid?: string): Promise<LvolBdevInfo>;
-  deleteLvol?(bdevName: string): Promise<void>;
-  resizeLvol?(bdevName: string, sizeBytes: number): Promise<void>;
-  setLvolReadOnly?(bdevName: string): Promise<void>;
-  renameLvol?(bdevName: string, newName: string): Promise<void>;
-  snapshotLvol?(bdevName: string, snapshotName: string): Promise<LvolBdevInfo>;
-  cloneLvol?(snapshotBdevName: string, cloneName: string): Promise<LvolBdevInfo>;
+  createLvstore(bdevName: string, lvsName: string, clusterSize: number, clearMethod: string): Promise<LvstoreInfo>;
+  listLvstores(): LvstoreInfo[];
+  deleteLvstore(uuid: string): Promise<void>;
+  renameLvstore(uuid: string, newName: string): Promise<void>;
+  growLvstore(uuid: string): Promise<void>;
+  createLvol(lvsUuid: string, name: string, sizeBytes: number, thin: boolean, clearMethod: string, uuid?: string): Promise<LvolBdevInfo>;
+  deleteLvol(bdevName: string): Promise<void>;
+  resizeLvol(bdevName: string, sizeBytes: number): Promise<void>;
+  setLvolReadOnly(bdevName: string): Promise<void>;
+  renameLvol(bdevName: string, newName: string): Promise<void>;
+  snapshotLvol(bdevName: string, snapshotName: string): Promise<LvolBdevInfo>;
+  cloneLvol(snapshotBdevName: string, cloneName: string): Promise<LvolBdevInfo>;
   inflateLvol?(bdevName: string): Promise<void>;
   decoupleLvolParent?(bdevName: string): Promise<void>;
 }

@@ -128,6 +128,23 @@ bool Lvstore::RemoveLvol(Lvol* lv) {
   return true;
 }
 
+void Lvstore::Forsake(Lvol* lv) {
+  // The lvol was answered as not created: it must not appear in a later commit either. Its
+  // clusters come back only after a later commit succeeds (the failed one may be on disk).
+  if (unloaded_ || !RemoveLvol(lv)) return;
+  std::vector<std::pair<uint32_t, uint32_t>> entries;
+  lv->map()->Collect(&entries);
+  Waiter w;
+  for (const auto& e : entries) w.freed.push_back(e.second);
+  if (lv->parent() != nullptr) ReplaceClone(lv->parent(), lv, nullptr);
+  lv->deleted.store(true);
+  MarkChanged();
+  w.target = change_seq_;
+  w.clear_method = kClearNone;
+  if (!w.freed.empty()) orphan_frees_.push_back(std::move(w));
+  lv->Unref();
+}
+
 void Lvstore::ReplaceClone(Lvol* parent, Lvol* from, Lvol* to) {
   auto& c = parent->md.clones;
   auto it = std::find(c.begin(), c.end(), from);
@@ -895,7 +912,10 @@ void Lvstore::OpCreateLvol(const std::string& name, uint64_t size_clusters, bool
     auto commit = [self, lv, done, next]() {
       lv->md.state = Lvol::MdState::kLive;
       self->MarkChanged();
-      self->WaitCommit([self, lv, done](int st) { self->Reply(done, st, CommitMsg(st), st ? nullptr : lv); });
+      self->WaitCommit([self, lv, done](int st) {
+        if (st != 0) self->Forsake(lv);
+        self->Reply(done, st, CommitMsg(st), st ? nullptr : lv);
+      });
       next();
     };
     if (thin) return commit();
@@ -1254,6 +1274,7 @@ void Lvstore::OpClone(Lvol* snap, const std::string& name, Answer done) {
     c->md.state = Lvol::MdState::kLive;
     self->MarkChanged();
     self->WaitCommit([self, c, snap, done](int st) {
+      if (st != 0) self->Forsake(c);
       self->Reply(done, st, CommitMsg(st), st ? nullptr : c);
       snap->Unref();
     });

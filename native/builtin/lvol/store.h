@@ -198,6 +198,8 @@ class Lvstore : public std::enable_shared_from_this<Lvstore> {
   Lvol* NewLvol(const lvolfmt::Uuid& uuid, const std::string& name, uint64_t size_clusters,
                 uint32_t flags, uint32_t clear_method);
   bool RemoveLvol(Lvol* lv);  // false if it was not in lvols_
+  // Undoes a create/clone whose commit failed.
+  void Forsake(Lvol* lv);
   static void ReplaceClone(Lvol* parent, Lvol* from, Lvol* to);
 
   LvolHost* host_;
