@@ -98,7 +98,10 @@ class Bdev {
   // Required buffer alignment in bytes for this bdev's I/O (1 = none; O_DIRECT files need the
   // logical block size).
   virtual uint32_t required_alignment() const { return 1; }
-  virtual bool io_type_supported(IoType t) const = 0;
+  // Every type, less the write types while read-only (SPDK's lvol and aio bdevs report it so).
+  virtual bool io_type_supported(IoType t) const {
+    return !(read_only() && (t == IoType::kWrite || t == IoType::kUnmap || t == IoType::kWriteZeroes));
+  }
   virtual bool read_only() const { return false; }
   // The errno a write to a read_only() bdev fails with (SPDK's lvols answer EPERM).
   virtual int read_only_errno() const { return EROFS; }

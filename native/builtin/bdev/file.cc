@@ -419,19 +419,6 @@ FileBdev::~FileBdev() {
   if (fd_ >= 0) close(fd_);
 }
 
-bool FileBdev::io_type_supported(IoType t) const {
-  switch (t) {
-    case IoType::kRead:
-    case IoType::kFlush:
-      return true;
-    case IoType::kWrite:
-    case IoType::kUnmap:
-    case IoType::kWriteZeroes:
-      return !read_only_;
-  }
-  return false;
-}
-
 BdevChannel* FileBdev::CreateChannel(Reactor* reactor) {
   // A channel whose ring failed to initialise still honours the I/O contract: it completes
   // every I/O with the setup errno (CreateFileBdev probed io_uring, so this is rare).

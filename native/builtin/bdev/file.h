@@ -30,7 +30,6 @@ class FileBdev : public Bdev {
   ~FileBdev() override;
 
   uint32_t required_alignment() const override { return direct_ ? logical_block_size_ : 1; }
-  bool io_type_supported(IoType t) const override;
   bool read_only() const override { return read_only_; }
   const char* driver() const override { return driver_.c_str(); }
   // Reactor thread. Never null: if the channel's io_uring cannot be set up (a memory limit, too

@@ -15,7 +15,6 @@ class MallocBdev : public Bdev {
                             const std::string& uuid, int* errno_out);
   ~MallocBdev() override;
 
-  bool io_type_supported(IoType) const override { return true; }
   const char* driver() const override { return "malloc"; }
   BdevChannel* CreateChannel(Reactor* reactor) override;
   int ReadSync(uint64_t offset, void* buf, size_t len) override;

@@ -24,7 +24,6 @@ class RecordBdev : public Bdev {
  public:
   static RecordBdev* Create(const std::string& name, uint64_t num_blocks, uint32_t block_size, int* errno_out);
   ~RecordBdev() override;
-  bool io_type_supported(IoType) const override { return true; }
   const char* driver() const override { return "test_record"; }
   BdevChannel* CreateChannel(Reactor* reactor) override;
   int ReadSync(uint64_t offset, void* buf, size_t len) override;

@@ -42,6 +42,14 @@ void Reject(Napi::Env env, const Deferred& d, int err, const std::string& msg, c
   d->Reject(MakeSpdkError(env, msg.empty() ? ErrnoText(err) : msg, err, op).Value());
 }
 
+// The lvstore with this UUID, or nullptr after rejecting `d` with ENODEV.
+std::shared_ptr<Lvstore> StoreOrReject(LvolModule* m, Napi::Env env, const Deferred& d, const std::string& uuid,
+                                       const std::string& op) {
+  auto s = m != nullptr ? m->FindStore(uuid) : nullptr;
+  if (!s) Reject(env, d, ENODEV, "no lvstore with UUID " + uuid, op);
+  return s;
+}
+
 Napi::Object StoreInfo(Napi::Env env, const Lvstore* s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("uuid", s->uuid_str());
@@ -166,11 +174,8 @@ Napi::Value JsEngine::DeleteLvstore(const Napi::CallbackInfo& info) {
   if (!running_) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
   const std::string uuid = Str(info, 0, "uuid", op);
   auto d = std::make_shared<Napi::Promise::Deferred>(env);
-  auto s = lvol_ ? lvol_->FindStore(uuid) : nullptr;
-  if (!s) {
-    Reject(env, d, ENODEV, "no lvstore with UUID " + uuid, op);
-    return d->Promise();
-  }
+  auto s = StoreOrReject(lvol_.get(), env, d, uuid, op);
+  if (!s) return d->Promise();
   lvol_->DeleteLvstore(s, VoidAnswer(env_, d, op));
   return d->Promise();
 }
@@ -183,11 +188,8 @@ Napi::Value JsEngine::RenameLvstore(const Napi::CallbackInfo& info) {
   const std::string uuid = Str(info, 0, "uuid", op);
   const std::string name = Str(info, 1, "newName", op);
   auto d = std::make_shared<Napi::Promise::Deferred>(env);
-  auto s = lvol_ ? lvol_->FindStore(uuid) : nullptr;
-  if (!s) {
-    Reject(env, d, ENODEV, "no lvstore with UUID " + uuid, op);
-    return d->Promise();
-  }
+  auto s = StoreOrReject(lvol_.get(), env, d, uuid, op);
+  if (!s) return d->Promise();
   lvol_->RenameLvstore(s, name, VoidAnswer(env_, d, op));
   return d->Promise();
 }
@@ -199,11 +201,8 @@ Napi::Value JsEngine::GrowLvstore(const Napi::CallbackInfo& info) {
   if (!running_) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
   const std::string uuid = Str(info, 0, "uuid", op);
   auto d = std::make_shared<Napi::Promise::Deferred>(env);
-  auto s = lvol_ ? lvol_->FindStore(uuid) : nullptr;
-  if (!s) {
-    Reject(env, d, ENODEV, "no lvstore with UUID " + uuid, op);
-    return d->Promise();
-  }
+  auto s = StoreOrReject(lvol_.get(), env, d, uuid, op);
+  if (!s) return d->Promise();
   lvol_->GrowLvstore(s, VoidAnswer(env_, d, op));
   return d->Promise();
 }
@@ -221,11 +220,8 @@ Napi::Value JsEngine::CreateLvol(const Napi::CallbackInfo& info) {
   std::string uuid;
   if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) uuid = Str(info, 5, "uuid", op);
   auto d = std::make_shared<Napi::Promise::Deferred>(env);
-  auto s = lvol_ ? lvol_->FindStore(lvs) : nullptr;
-  if (!s) {
-    Reject(env, d, ENODEV, "no lvstore with UUID " + lvs, op);
-    return d->Promise();
-  }
+  auto s = StoreOrReject(lvol_.get(), env, d, lvs, op);
+  if (!s) return d->Promise();
   napi_env e = env_;
   lvol_->CreateLvol(s, name, size, thin, clear, uuid, [this, e, d, op](int err, const std::string& msg, Lvol* lv) {
     Napi::Env env(e);

@@ -73,19 +73,6 @@ Lvol::~Lvol() {
   if (parent_ != nullptr) parent_->Unref();
 }
 
-bool Lvol::io_type_supported(IoType t) const {
-  switch (t) {
-    case IoType::kRead:
-    case IoType::kFlush:
-      return true;
-    case IoType::kWrite:
-    case IoType::kUnmap:
-    case IoType::kWriteZeroes:
-      return !read_only();
-  }
-  return false;
-}
-
 BdevChannel* Lvol::CreateChannel(Reactor* reactor) { return new LvolChannel(this, reactor); }
 
 uint32_t Lvol::required_alignment() const { return store_->base()->required_alignment(); }

@@ -69,9 +69,8 @@ class Lvol : public Bdev {
   Lvol(std::shared_ptr<Lvstore> store, const lvolfmt::Uuid& uuid, uint64_t size_clusters);
   ~Lvol() override;
 
-  // Bdev. Write-type I/O is reported unsupported while read-only (SPDK's
-  // vbdev_lvol_io_type_supported) and refused with EPERM.
-  bool io_type_supported(IoType t) const override;
+  // Bdev. Write-type I/O is reported unsupported while read-only (the base class's rule, as
+  // SPDK's vbdev_lvol_io_type_supported) and refused with EPERM.
   bool read_only() const override { return read_only_.load(std::memory_order_acquire); }
   int read_only_errno() const override { return EPERM; }
   const char* driver() const override { return "lvol"; }
