@@ -3,7 +3,7 @@
  * through bdev queues for data: metadata operations and their errors, cluster allocation and
  * accounting, data across cluster boundaries, reuse of freed clusters, out of space, resize,
  * read-only, re-tasting after a restart (clean stop and SIGKILL), corrupt metadata slots,
- * concurrent allocation from two reactors, snapshots and clones.
+ * concurrent allocation from two reactors, snapshots and clones, inflate and decouple.
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
@@ -901,6 +901,166 @@ describe('lvol store (native)', function () {
       fillPattern(t, 101);
       m1real.set(t, CLUSTER);
       await verify(await open(clone.name), m1real);
+    });
+  });
+
+  describe('inflate and decouple', () => {
+    const B = CLUSTER / 4096; // blocks per cluster
+
+    it('inflate: every cluster allocated, data identical, no parent, thick; survives a restart; the snapshot can go', async () => {
+      const f = makeFile(tmp.dir, 'disk.img', 32 * MiB);
+      ne.createFileBdev('F0', f, 4096, false, 'aio');
+      const lvs = await ne.createLvstore('F0', 'lvs0', CLUSTER, 'unmap');
+      const total = lvs.totalDataClusters;
+      const v = await ne.createLvol(lvs.uuid, 'v', 6 * CLUSTER, true, 'unmap');
+      const hv = await open(v.name);
+      const w = buffer(4 * CLUSTER);
+      fillPattern(w.bytes, 21);
+      await hv.write(w, { offsetBlocks: 0, numBlocks: 4 * B }); // clusters 0..3; 4, 5 unwritten
+      const snapModel = new Uint8Array(6 * CLUSTER);
+      snapModel.set(w.bytes);
+      const snap = await ne.snapshotLvol(v.name, 'snap');
+      const c = await ne.cloneLvol(snap.name, 'c');
+      const hc = await open(c.name, 1);
+      const model = new Uint8Array(snapModel);
+      const one = buffer(2 * 4096);
+      one.bytes.fill(0x5c);
+      await hc.write(one, { offsetBlocks: B + 3, numBlocks: 2 }); // COW of cluster 1
+      model.set(one.bytes, (B + 3) * 4096);
+      one.bytes.fill(0xa7);
+      await hc.write(one, { offsetBlocks: 5 * B + 1, numBlocks: 1 }); // cluster 5: zeroes + a block
+      model.set(one.bytes.subarray(0, 4096), (5 * B + 1) * 4096);
+      await verify(hc, model);
+      expect(lvolInfo(spdk, c.name).driverSpecific.num_allocated_clusters).to.equal(2);
+      expect(store(spdk, lvs.uuid).freeClusters).to.equal(total - 4 - 2);
+      // I/O keeps flowing on both reactors while the clone is inflated: reads of every cluster,
+      // and first writes into clusters the inflate is copying.
+      const reader = (async () => {
+        const b = buffer(4096);
+        for (let i = 0; i < 200; i++) await hc.read(b, { offsetBlocks: (i * 7) % (6 * B), numBlocks: 1 });
+      })();
+      const hc0 = await open(c.name, 0);
+      const writer = (async () => {
+        const b = buffer(4096);
+        for (let i = 0; i < 8; i++) {
+          b.bytes.fill(0x30 + i);
+          const blk = (i % 2 === 0 ? 2 * B : 4 * B) + i;
+          await hc0.write(b, { offsetBlocks: blk, numBlocks: 1 });
+          model.set(b.bytes, blk * 4096);
+        }
+      })();
+      await ne.inflateLvol(c.name);
+      await Promise.all([reader, writer]);
+      const ci = lvolInfo(spdk, c.name);
+      expect(ci.driverSpecific).to.include({ thin_provision: false, clone: false, num_allocated_clusters: 6 });
+      expect(ci.driverSpecific).to.not.have.property('base_snapshot');
+      expect(lvolInfo(spdk, snap.name).driverSpecific.clones).to.deep.equal(['v']);
+      expect(store(spdk, lvs.uuid).freeClusters).to.equal(total - 4 - 6);
+      await verify(hc, model);
+      await verify(await open(snap.name), snapModel);
+      // Inflating again (thick now) changes nothing.
+      await ne.inflateLvol(c.name);
+      expect(store(spdk, lvs.uuid).freeClusters).to.equal(total - 4 - 6);
+      // Persisted: the clone opens as an independent thick lvol with the same data.
+      await closeAll();
+      await restart();
+      ne.createFileBdev('F0', f, 4096, false, 'aio');
+      const after = lvolInfo(spdk, 'lvs0/c');
+      expect(after.driverSpecific).to.include({ thin_provision: false, clone: false, num_allocated_clusters: 6 });
+      expect(lvolInfo(spdk, 'lvs0/snap').driverSpecific.clones).to.deep.equal(['v']);
+      // The snapshot no longer backs c: v and then the snapshot can go, c keeps its data.
+      await ne.deleteLvol('lvs0/v');
+      await ne.deleteLvol('lvs0/snap');
+      expect(store(spdk, lvs.uuid).freeClusters).to.equal(total - 6);
+      await verify(await open('lvs0/c'), model);
+    });
+
+    it('decouple: copies only what the parent holds; the grandparent becomes the parent; without a parent EINVAL', async () => {
+      const lvs = await mallocStore();
+      const total = lvs.totalDataClusters;
+      const v = await ne.createLvol(lvs.uuid, 'v', 6 * CLUSTER, true, 'unmap');
+      const hv = await open(v.name);
+      const w = buffer(3 * CLUSTER);
+      fillPattern(w.bytes, 31);
+      await hv.write(w, { offsetBlocks: 0, numBlocks: 3 * B }); // clusters 0..2 -> s0
+      const model = new Uint8Array(6 * CLUSTER);
+      model.set(w.bytes);
+      const s0 = await ne.snapshotLvol(v.name, 's0');
+      fillPattern(w.bytes, 32);
+      await hv.write(w, { offsetBlocks: 3 * B, numBlocks: B }); // cluster 3 -> s1
+      model.set(w.bytes.subarray(0, CLUSTER), 3 * CLUSTER);
+      const s1 = await ne.snapshotLvol(v.name, 's1');
+      const c = await ne.cloneLvol(s1.name, 'c');
+      const hc = await open(c.name, 1);
+      const b = buffer(4096);
+      b.bytes.fill(0x99);
+      await hc.write(b, { offsetBlocks: 5 * B, numBlocks: 1 }); // cluster 5 (no ancestor has it)
+      model.set(b.bytes, 5 * B * 4096);
+      await verify(hc, model);
+      const free0 = store(spdk, lvs.uuid).freeClusters;
+      expect(free0).to.equal(total - 3 - 1 - 1);
+      // First decouple: s1 holds only cluster 3; c becomes a clone of s0 (as SPDK does).
+      await ne.decoupleLvolParent(c.name);
+      let ci = lvolInfo(spdk, c.name);
+      expect(ci.driverSpecific).to.include({ thin_provision: true, clone: true, base_snapshot: 's0', num_allocated_clusters: 2 });
+      expect(lvolInfo(spdk, s1.name).driverSpecific.clones).to.deep.equal(['v']);
+      expect(lvolInfo(spdk, s0.name).driverSpecific.clones).to.deep.equal(['s1', 'c']);
+      expect(store(spdk, lvs.uuid).freeClusters).to.equal(free0 - 1);
+      await verify(hc, model);
+      // Second: s0's clusters 0..2; no parent left, cluster 4 stays unallocated (still thin).
+      await ne.decoupleLvolParent(c.name);
+      ci = lvolInfo(spdk, c.name);
+      expect(ci.driverSpecific).to.include({ thin_provision: true, clone: false, num_allocated_clusters: 5 });
+      expect(ci.driverSpecific).to.not.have.property('base_snapshot');
+      expect(lvolInfo(spdk, s0.name).driverSpecific.clones).to.deep.equal(['s1']);
+      expect(store(spdk, lvs.uuid).freeClusters).to.equal(free0 - 4);
+      await verify(hc, model);
+      await expectErrno(ne.decoupleLvolParent(c.name), EINVAL, /no parent/);
+      await expectErrno(ne.decoupleLvolParent(v.name + 'x'), ENODEV);
+      // Inflating a snapshot that has a parent and a clone: it becomes independent, and the
+      // clone still reads through it.
+      const vModel = new Uint8Array(model);
+      vModel.fill(0, 5 * CLUSTER);
+      await ne.inflateLvol(s1.name);
+      expect(lvolInfo(spdk, s1.name).driverSpecific).to.include({ clone: false, num_allocated_clusters: 6, thin_provision: false });
+      expect(lvolInfo(spdk, s0.name).driverSpecific).to.not.have.property('clones');
+      await verify(hv, vModel);
+      await ne.deleteLvol(s0.name);
+      await verify(hv, vModel);
+      await verify(hc, model);
+    });
+
+    it('out of space: inflate fails ENOSPC before changing anything; decouple still fits', async () => {
+      const lvs = await mallocStore(2048); // 8 MiB: a few dozen clusters
+      const total = lvs.totalDataClusters;
+      const big = total + 8;
+      const v = await ne.createLvol(lvs.uuid, 'v', big * CLUSTER, true, 'unmap');
+      const hv = await open(v.name);
+      const w = buffer(2 * CLUSTER);
+      fillPattern(w.bytes, 41);
+      await hv.write(w, { offsetBlocks: 0, numBlocks: 2 * B });
+      const snap = await ne.snapshotLvol(v.name, 'snap');
+      const c = await ne.cloneLvol(snap.name, 'c');
+      const hc = await open(c.name, 1);
+      const b = buffer(4096);
+      b.bytes.fill(0x42);
+      await hc.write(b, { offsetBlocks: 10 * B, numBlocks: 1 });
+      const before = JSON.stringify([lvolInfo(spdk, c.name), lvolInfo(spdk, snap.name), store(spdk, lvs.uuid)]);
+      await expectErrno(ne.inflateLvol(c.name), ENOSPC, /free clusters/);
+      await expectErrno(ne.inflateLvol(v.name), ENOSPC);
+      expect(JSON.stringify([lvolInfo(spdk, c.name), lvolInfo(spdk, snap.name), store(spdk, lvs.uuid)])).to.equal(before);
+      const model = new Uint8Array(12 * CLUSTER);
+      model.set(w.bytes);
+      model.set(b.bytes, 10 * B * 4096);
+      const head = buffer(12 * CLUSTER);
+      await hc.read(head, { offsetBlocks: 0, numBlocks: 12 * B });
+      expect(Buffer.compare(head.bytes, model)).to.equal(0);
+      // Decoupling needs only the snapshot's two clusters.
+      await ne.decoupleLvolParent(c.name);
+      expect(lvolInfo(spdk, c.name).driverSpecific).to.include({ clone: false, num_allocated_clusters: 3 });
+      head.bytes.fill(0xee);
+      await hc.read(head, { offsetBlocks: 0, numBlocks: 12 * B });
+      expect(Buffer.compare(head.bytes, model)).to.equal(0);
     });
   });
 });

@@ -744,9 +744,7 @@ describe('lvol RPC methods', function () {
       expect(snap).to.match(uuidRe);
     });
 
-    // Skipped: the native engine has no inflateLvol / decoupleLvolParent yet (NativeEngine in
-    // lib/engine/native.ts); un-skip when it does.
-    it.skip('inflate allocates every cluster and drops the parent; decouple drops the parent', async () => {
+    it('inflate allocates every cluster and drops the parent; decouple drops the parent', async () => {
       await store();
       const v = await lvol('v', 2, { thin_provision: true });
       // A thin lvol without a parent: every cluster gets allocated.
@@ -777,8 +775,7 @@ describe('lvol RPC methods', function () {
       }
     });
 
-    it.skip('inflate of a thick lvol without a parent changes nothing; out of space is -32602', async () => {
-      // Skipped: no native inflateLvol yet (see above).
+    it('inflate of a thick lvol without a parent changes nothing; out of space is -32602', async () => {
       const s = await store();
       const thick = await lvol('thick', 2);
       expect(await call('bdev_lvol_inflate', { name: thick })).to.equal(true);

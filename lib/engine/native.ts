@@ -39,10 +39,8 @@ export interface NativeEngine {
   unref(): void;
   ref(): void;
 
-  // The lvol store (native/builtin/lvol/). inflate and decouple are not implemented natively
-  // yet: they are optional, and the TypeScript backend (lib/lvol/backend.ts) answers EOPNOTSUPP
-  // (-95 on the wire) while they are absent. All reject with an SpdkError carrying a positive errno; clearMethod is 'none' | 'unmap' |
-  // 'write_zeroes'.
+  // The lvol store (native/builtin/lvol/). All reject with an SpdkError carrying a positive
+  // errno; clearMethod is 'none' | 'unmap' | 'write_zeroes'.
   createLvstore(bdevName: string, lvsName: string, clusterSize: number, clearMethod: string): Promise<LvstoreInfo>;
   listLvstores(): LvstoreInfo[];
   deleteLvstore(uuid: string): Promise<void>;
@@ -55,8 +53,8 @@ export interface NativeEngine {
   renameLvol(bdevName: string, newName: string): Promise<void>;
   snapshotLvol(bdevName: string, snapshotName: string): Promise<LvolBdevInfo>;
   cloneLvol(snapshotBdevName: string, cloneName: string): Promise<LvolBdevInfo>;
-  inflateLvol?(bdevName: string): Promise<void>;
-  decoupleLvolParent?(bdevName: string): Promise<void>;
+  inflateLvol(bdevName: string): Promise<void>;
+  decoupleLvolParent(bdevName: string): Promise<void>;
 }
 
 export interface NativeIoQueue {

@@ -87,6 +87,8 @@ Napi::Function JsEngine::Init(Napi::Env env) {
                          InstanceMethod("renameLvol", &JsEngine::RenameLvol),
                          InstanceMethod("snapshotLvol", &JsEngine::SnapshotLvol),
                          InstanceMethod("cloneLvol", &JsEngine::CloneLvol),
+                         InstanceMethod("inflateLvol", &JsEngine::InflateLvol),
+                         InstanceMethod("decoupleLvolParent", &JsEngine::DecoupleLvolParent),
                      });
 }
 

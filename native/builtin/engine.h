@@ -88,6 +88,8 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   Napi::Value RenameLvol(const Napi::CallbackInfo& info);
   Napi::Value SnapshotLvol(const Napi::CallbackInfo& info);
   Napi::Value CloneLvol(const Napi::CallbackInfo& info);
+  Napi::Value InflateLvol(const Napi::CallbackInfo& info);
+  Napi::Value DecoupleLvolParent(const Napi::CallbackInfo& info);
   void DescribeLvol(Napi::Env env, Lvol* lv, Napi::Object& o) const;
   // The lvol module, created on first use (the engine must be running).
   LvolModule* Lvols();

@@ -83,7 +83,12 @@ export async function crashRound(file: string, seed: number, maxMs: number): Pro
         await bdev.read(buf, { offsetBlocks: w.offset, numBlocks: w.blocks });
         const want = new Uint8Array(w.blocks * 4096);
         fillPattern(want, w.pat);
-        expect(Buffer.compare(buf.bytes, want), `seed ${seed}: flushed data of ${alias} at ${w.offset}`).to.equal(0);
+        if (Buffer.compare(buf.bytes, want) !== 0) {
+          let firstBad = 0;
+          while (buf.bytes[firstBad] === want[firstBad]) firstBad++;
+          const trail = lines.filter((l) => JSON.stringify(l).includes(alias) || 'begin' in l).slice(-12).map((l) => JSON.stringify(l).slice(0, 200));
+          expect.fail(`seed ${seed}: flushed data of ${alias} at block ${w.offset}+${w.blocks} differs from byte ${firstBad} (block ${w.offset + Math.floor(firstBad / 4096)}); read ${buf.bytes[firstBad]} want ${want[firstBad]}; lvol now ${JSON.stringify(seen[alias])}; last lines:\n${trail.join('\n')}`);
+        }
       }
     }
   } finally {

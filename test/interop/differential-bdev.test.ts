@@ -351,6 +351,24 @@ describe('differential: bdev RPCs against SPDK spdk_tgt', function () {
         await lv('bdev_lvol_inflate', { name: '$v1' });
         await lv('bdev_lvol_get_lvols');
       }
+      if (lvb.has('inflateLvol') && lvb.has('decoupleLvolParent')) {
+        // A chain d0 -> dB -> dA: decoupling a clone of dB copies dB's clusters and makes dA the
+        // parent; a second decouple drops it; inflating a snapshot with a parent and a clone.
+        await lv('bdev_lvol_create', { lvol_name: 'd0', size_in_mib: 2, lvs_name: 'lvs0' }, 'd0');
+        await lv('bdev_lvol_snapshot', { lvol_name: '$d0', snapshot_name: 'dA' }, 'dA');
+        await lv('bdev_lvol_snapshot', { lvol_name: '$d0', snapshot_name: 'dB' }, 'dB');
+        await lv('bdev_lvol_clone', { snapshot_name: '$dB', clone_name: 'dc' }, 'dc');
+        await lv('bdev_lvol_decouple_parent', { name: '$dc' });
+        for (const n of ['$dc', '$dA', '$dB']) await lv('bdev_get_bdevs', { name: n });
+        await lv('bdev_lvol_decouple_parent', { name: '$dc' });
+        await lv('bdev_get_bdevs', { name: '$dc' });
+        await lv('bdev_lvol_decouple_parent', { name: '$dc' });
+        await lv('bdev_lvol_inflate', { name: '$dB' });
+        for (const n of ['$dB', '$dA', '$d0']) await lv('bdev_get_bdevs', { name: n });
+        await lv('bdev_lvol_get_lvols');
+        await lv('bdev_lvol_get_lvstores');
+        for (const n of ['$dc', '$d0', '$dB', '$dA']) await lv('bdev_lvol_delete', { name: n });
+      }
     });
 
     it('lvstore rename, grow and delete match', async () => {

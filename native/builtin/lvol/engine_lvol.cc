@@ -300,6 +300,20 @@ Napi::Value JsEngine::CloneLvol(const Napi::CallbackInfo& info) {
   return d->Promise();
 }
 
+// inflateLvol(bdevName) -> Promise<void>
+Napi::Value JsEngine::InflateLvol(const Napi::CallbackInfo& info) {
+  LVOL_OP_PROLOGUE("bdev_lvol_inflate");
+  lvol_->Inflate(lv, VoidAnswer(env_, d, op));
+  return d->Promise();
+}
+
+// decoupleLvolParent(bdevName) -> Promise<void>
+Napi::Value JsEngine::DecoupleLvolParent(const Napi::CallbackInfo& info) {
+  LVOL_OP_PROLOGUE("bdev_lvol_decouple_parent");
+  lvol_->DecoupleParent(lv, VoidAnswer(env_, d, op));
+  return d->Promise();
+}
+
 #undef LVOL_OP_PROLOGUE
 
 }  // namespace spdk_node

@@ -356,6 +356,26 @@ void LvolModule::Clone(Lvol* lv, const std::string& name, Answer done) {
   });
 }
 
+void LvolModule::Inflate(Lvol* lv, Answer done) {
+  if (!CheckLvol(lv, done)) return;
+  std::shared_ptr<Lvstore> s = lv->store_ref();
+  lv->Ref();
+  ToMd([s, lv, done]() {
+    s->OpInflate(lv, true, done);
+    lv->Unref();
+  });
+}
+
+void LvolModule::DecoupleParent(Lvol* lv, Answer done) {
+  if (!CheckLvol(lv, done)) return;
+  std::shared_ptr<Lvstore> s = lv->store_ref();
+  lv->Ref();
+  ToMd([s, lv, done]() {
+    s->OpInflate(lv, false, done);
+    lv->Unref();
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lifecycle
 

@@ -56,6 +56,9 @@ class LvolModule : public LvolHost {
   void RenameLvol(Lvol* lv, const std::string& name, Answer done);
   void Snapshot(Lvol* lv, const std::string& name, Answer done);
   void Clone(Lvol* lv, const std::string& name, Answer done);
+  // bdev_lvol_inflate / bdev_lvol_decouple_parent.
+  void Inflate(Lvol* lv, Answer done);
+  void DecoupleParent(Lvol* lv, Answer done);
 
   // Loaded stores (creation/taste order), those still being created excluded.
   std::vector<std::shared_ptr<Lvstore>> Stores() const;

@@ -1282,4 +1282,135 @@ void Lvstore::OpClone(Lvol* snap, const std::string& name, Answer done) {
   });
 }
 
+void Lvstore::OpInflate(Lvol* lv, bool allocate_all, Answer done) {
+  auto self = shared_from_this();
+  lv->Ref();
+  RunOp([self, lv, allocate_all, done](OpDone next) {
+    auto fail = [&](int e, const std::string& m) {
+      self->Reply(done, e, m, nullptr);
+      lv->Unref();
+      next();
+    };
+    if (Gone(self->unloaded_, self->destroying_, lv)) return fail(ENODEV, "no such lvol");
+    Lvol* parent = lv->parent();
+    // bs_inflate_blob_open_cpl: decoupling needs a parent; a thick lvol (which never has one)
+    // has nothing to inflate.
+    if (!allocate_all && parent == nullptr) {
+      return fail(EINVAL, "cannot decouple the parent of lvol " + lv->md.name + ": it has no parent");
+    }
+    if ((lv->md.flags & kFlagThin) == 0) return fail(0, "");
+    const uint64_t size = lv->md.size_clusters;
+    const char* what = allocate_all ? "inflating" : "decoupling";
+    // Inflate needs every cluster the lvol does not have (bs_cluster_needs_allocation): fail
+    // before looking at each one when there cannot be enough.
+    if (allocate_all && size - lv->num_allocated.load() > self->free_count_) {
+      return fail(ENOSPC, "lvstore " + self->name_ + " has " + std::to_string(self->free_count_) +
+                              " free clusters; " + what + " lvol " + lv->md.name + " needs " +
+                              std::to_string(size - lv->num_allocated.load()));
+    }
+    // The clusters to give the lvol: (index, source data cluster + 1 or 0 for zeroes, new one).
+    // Ancestors are read-only and operations run one at a time, so the sources stay put while
+    // they are copied.
+    struct Job {
+      uint64_t idx;
+      uint32_t src;
+      uint32_t dst;
+    };
+    auto jobs = std::make_shared<std::vector<Job>>();
+    if (allocate_all) {
+      for (uint64_t i = 0; i < size; i++) {
+        if (lv->map()->Get(i) != 0) continue;
+        uint32_t src = 0;
+        for (const Lvol* a = parent; a != nullptr && src == 0; a = a->parent()) src = a->map()->Get(i);
+        jobs->push_back(Job{i, src, 0});
+      }
+    } else {
+      // Only what the parent itself holds (spdk_bs_blob_decouple_parent); the rest keeps
+      // reading through the grandparent, which becomes the parent.
+      std::vector<std::pair<uint32_t, uint32_t>> entries;
+      parent->map()->Collect(&entries);
+      for (const auto& e : entries) {
+        if (e.first >= size || lv->map()->Get(e.first) != 0) continue;
+        jobs->push_back(Job{e.first, e.second + 1, 0});
+      }
+    }
+    if (jobs->size() > self->free_count_) {
+      return fail(ENOSPC, "lvstore " + self->name_ + " has " + std::to_string(self->free_count_) +
+                              " free clusters; " + what + " lvol " + lv->md.name + " needs " +
+                              std::to_string(jobs->size()));
+    }
+    auto taken = std::make_shared<std::vector<uint32_t>>();
+    std::vector<uint32_t> zero;
+    auto steps = std::make_shared<std::vector<Step>>();
+    for (Job& j : *jobs) {
+      j.dst = static_cast<uint32_t>(self->TakeCluster());
+      taken->push_back(j.dst);
+      if (j.src == 0) {
+        zero.push_back(j.dst);
+        continue;
+      }
+      const uint32_t src = j.src - 1, dst = j.dst;
+      steps->push_back([self, src, dst](std::function<void(int)> k) { self->CopyCluster(src, dst, k); });
+    }
+    if (!zero.empty()) {
+      steps->push_back([self, zero](std::function<void(int)> k) {
+        self->ZeroClusters(IoType::kWriteZeroes, zero, k);
+      });
+    }
+    // The lvol's map and parent change frozen (and so does every lvol reading through it: its
+    // parent pointer is part of their chain); the copies above were made while it ran.
+    auto apply = [self, lv, allocate_all, jobs, taken, done, next]() {
+      std::vector<Lvol*> set{lv};
+      self->Descendants(lv, &set);
+      self->Freeze(set, [self, lv, allocate_all, jobs, taken, set, done, next]() {
+        if (Gone(self->unloaded_, self->destroying_, lv)) {
+          self->Thaw(set);
+          self->ReleaseClusters(*taken);
+          self->Reply(done, ENODEV, "no such lvol", nullptr);
+          lv->Unref();
+          return next();
+        }
+        std::vector<uint32_t> unused;
+        uint64_t added = 0;
+        for (const Job& j : *jobs) {
+          // A write allocated this cluster (with the same content) while the copies ran.
+          if (lv->map()->Get(j.idx) != 0) {
+            unused.push_back(j.dst);
+            continue;
+          }
+          lv->map()->Set(j.idx, j.dst + 1);
+          added++;
+        }
+        // Never referenced by any image: free at once.
+        self->ReleaseClusters(unused);
+        lv->num_allocated.fetch_add(added);
+        Lvol* parent = lv->parent();
+        Lvol* heir = allocate_all || parent == nullptr ? nullptr : parent->parent();
+        if (parent != nullptr) ReplaceClone(parent, lv, nullptr);
+        if (heir != nullptr) heir->md.clones.push_back(lv);
+        lv->SetParent(heir);
+        if (allocate_all) lv->md.flags &= ~uint32_t{kFlagThin};
+        self->Thaw(set);
+        self->MarkChanged();
+        self->WaitCommit([self, lv, done](int st) {
+          self->Reply(done, st, CommitMsg(st), nullptr);
+          lv->Unref();
+        });
+        next();
+      });
+    };
+    if (steps->empty()) return apply();
+    RunSteps(steps, 0, [self, lv, taken, apply, done, next](int st) {
+      if (st == 0 && (self->unloaded_ || self->destroying_)) st = -ENODEV;
+      if (st != 0) {
+        self->ReleaseClusters(*taken);
+        self->Reply(done, st, "cannot copy the lvol's clusters: " + ErrText(st), nullptr);
+        lv->Unref();
+        return next();
+      }
+      apply();
+    });
+  });
+}
+
 }  // namespace spdk_node

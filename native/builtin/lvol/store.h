@@ -117,6 +117,13 @@ class Lvstore : public std::enable_shared_from_this<Lvstore> {
   void OpGrow(Answer done);
   void OpSnapshot(Lvol* origin, const std::string& name, Answer done);
   void OpClone(Lvol* snap, const std::string& name, Answer done);
+  // bdev_lvol_inflate (allocate_all) / bdev_lvol_decouple_parent, as spdk_bs_inflate_blob /
+  // spdk_bs_blob_decouple_parent: give the lvol its own copy of every cluster it reads from its
+  // parent (inflate: of every cluster, zeroes where no ancestor has data), then drop the parent
+  // (decouple: the lvol becomes a clone of its grandparent, if any). Inflate also clears the thin
+  // flag. The copies are made before the lvol is frozen; its map and parent change frozen, in
+  // one commit.
+  void OpInflate(Lvol* lv, bool allocate_all, Answer done);
   // Delete the store: every lvol's data is cleared and the superblock wiped.
   void OpDestroy(Answer done);
   // The base bdev went away: forget everything, write nothing.
