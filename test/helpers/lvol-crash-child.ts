@@ -1,6 +1,7 @@
 // Run by the lvol crash tests in a child process that gets SIGKILLed at a random moment: opens
 // (or creates) a file-backed lvstore and does random lvol operations and flushed writes forever,
-// announcing each on stdout before it starts ("begin") and after it was answered ("ack").
+// announcing each on stdout before it starts ("begin", "write") and after it was answered
+// ("ack", "data").
 import { Spdk } from '../../lib';
 import { fillPattern } from './env';
 
@@ -63,7 +64,7 @@ async function main(file: string, seed: number): Promise<void> {
       const to = `lvs/r${seed}_${n++}`;
       const after = { ...model, [to]: model[pick] };
       delete after[pick];
-      say({ begin: 'rename', after });
+      say({ begin: 'rename', from: pick, to, after });
       await spdk.rpc.call('bdev_lvol_rename', { old_name: pick, new_name: to.slice(4) });
       model[to] = model[pick];
       delete model[pick];
@@ -76,6 +77,9 @@ async function main(file: string, seed: number): Promise<void> {
       const pat = seed * 1000 + n++;
       const buf = spdk.allocBuffer(blocks * 4096);
       fillPattern(buf.bytes, pat);
+      // Announced before it starts: if the kill comes while it is in flight, its blocks may hold
+      // either what was there or this pattern.
+      say({ write: { alias: pick, offset, blocks, pat } });
       await bdev.write(buf, { offsetBlocks: offset, numBlocks: blocks });
       await bdev.flush();
       await bdev.close();
