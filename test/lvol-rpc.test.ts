@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { LvstoreJson } from '../lib/rpc/types';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Spdk, SpdkError } from '../lib';
@@ -22,15 +23,7 @@ const NAME63 = 'n'.repeat(63);
 const NAME64 = 'n'.repeat(64);
 
 type Json = Record<string, unknown>;
-interface Lvs {
-  uuid: string;
-  name: string;
-  base_bdev: string;
-  total_data_clusters: number;
-  free_clusters: number;
-  block_size: number;
-  cluster_size: number;
-}
+type Lvs = LvstoreJson;
 interface LvolEntry {
   alias: string;
   uuid: string;

@@ -3,6 +3,7 @@
  * `spdk.rpc.call(method, params)`. Names and shapes are SPDK v25.09's.
  * A method whose `params` is `undefined` takes none.
  */
+import type { LvolDriverSpecific } from '../engine/types';
 
 export interface SpdkVersion {
   version: string;
@@ -162,20 +163,8 @@ export interface LvolJson {
   lvs: { name: string; uuid: string };
 }
 
-/** driver_specific.lvol of an lvol's bdev_get_bdevs entry. */
-export interface LvolDriverSpecificJson {
-  lvol_store_uuid: string;
-  base_bdev: string;
-  thin_provision: boolean;
-  num_allocated_clusters: number;
-  snapshot: boolean;
-  clone: boolean;
-  /** Clones only: the parent snapshot's lvol name. */
-  base_snapshot?: string;
-  /** Snapshots with clones only: the clones' lvol names. */
-  clones?: string[];
-  esnap_clone: boolean;
-}
+/** driver_specific.lvol of an lvol's bdev_get_bdevs entry: the engine reports it in SPDK's shape. */
+export type LvolDriverSpecificJson = LvolDriverSpecific;
 
 /** Method name → its params and result. */
 export interface RpcMethods {
