@@ -6,7 +6,6 @@ import { Spdk, SpdkError } from '../lib';
 import { JsonRpcError, RpcClient } from '../lib/rpc';
 import type { SpdkJsonConfig } from '../lib/config/subsystems';
 import { LvolApi } from '../lib/lvol';
-import { BuiltinLvolBackend } from '../lib/lvol/backend';
 import { fillPattern, tempDir, uniqueSocketPath } from './helpers/env';
 
 const MIB = 1024 * 1024;
@@ -18,7 +17,6 @@ const CB_EINVAL = { code: -32602, message: 'Invalid argument' };
 const CB_EEXIST = { code: -32602, message: 'File exists' };
 const CB_EPERM = { code: -32602, message: 'Operation not permitted' };
 const CB_ENOSPC = { code: -32602, message: 'No space left on device' };
-const ENOTSUP = { code: -95, message: 'Operation not supported' };
 const NAME63 = 'n'.repeat(63);
 const NAME64 = 'n'.repeat(64);
 
@@ -57,7 +55,6 @@ interface Bdev {
 describe('lvol RPC methods', function () {
   this.timeout(30000);
   let spdk: Spdk;
-  let lvb: BuiltinLvolBackend;
   let client: RpcClient;
   let tmp: { dir: string; cleanup: () => void };
 
@@ -65,7 +62,6 @@ describe('lvol RPC methods', function () {
     tmp = tempDir();
     const sock = uniqueSocketPath('lvol-rpc');
     spdk = await Spdk.start({ engine: 'builtin', cores: [0], rpcSocket: sock });
-    lvb = new BuiltinLvolBackend(spdk.nativeEngine);
     client = await RpcClient.connect(sock);
     // 64 MiB: with 1 MiB clusters, room for ~60 data clusters.
     await call('bdev_malloc_create', { name: 'M0', num_blocks: 131072, block_size: 512 });
@@ -725,18 +721,6 @@ describe('lvol RPC methods', function () {
       await expectError('bdev_lvol_decouple_parent', { name: v }, CB_EINVAL);
     });
 
-    it('an operation the engine does not have answers -95 and changes nothing', async function () {
-      const missing = (['inflateLvol', 'decoupleLvolParent', 'growLvstore'] as const).filter((m) => !lvb.has(m));
-      if (missing.length === 0) this.skip();
-      const s = await store();
-      const v = await lvol('v', 2, { thin_provision: true });
-      const snap = await call<string>('bdev_lvol_snapshot', { lvol_name: v, snapshot_name: 's' });
-      if (missing.includes('inflateLvol')) await expectError('bdev_lvol_inflate', { name: v }, ENOTSUP);
-      if (missing.includes('decoupleLvolParent')) await expectError('bdev_lvol_decouple_parent', { name: v }, ENOTSUP);
-      if (missing.includes('growLvstore')) await expectError('bdev_lvol_grow_lvstore', { uuid: s.uuid }, ENOTSUP);
-      expect(snap).to.match(uuidRe);
-    });
-
     it('inflate allocates every cluster and drops the parent; decouple drops the parent', async () => {
       await store();
       const v = await lvol('v', 2, { thin_provision: true });
@@ -814,8 +798,7 @@ describe('lvol RPC methods', function () {
 
       const sock = uniqueSocketPath('lvol-rpc');
       spdk = await Spdk.start({ engine: 'builtin', cores: [0], rpcSocket: sock, config: saved as SpdkJsonConfig });
-      lvb = new BuiltinLvolBackend(spdk.nativeEngine);
-      client = await RpcClient.connect(sock);
+        client = await RpcClient.connect(sock);
       expect(await call('bdev_lvol_get_lvstores')).to.deep.equal(before.lvs);
       expect(await call('bdev_lvol_get_lvols')).to.deep.equal(before.lvols);
       expect(await bdev(thick)).to.deep.equal(before.thick);
