@@ -23,6 +23,10 @@ export class BuiltinBdevBackend implements BdevBackend {
     this.native.deleteBdev(name, driver);
   }
 
+  rescanFileBdev(name: string, driver: 'aio' | 'uring'): void {
+    this.native.rescanFileBdev(name, driver);
+  }
+
   listBdevs(): BdevInfo[] {
     return this.native.listBdevs().map((b) => this.withReporting(b));
   }

@@ -29,6 +29,7 @@ export interface NativeEngine {
   createMallocBdev(name: string, numBlocks: number, blockSize: number, uuid?: string): BdevInfo;
   createFileBdev(name: string, filename: string, blockSize: number, readOnly: boolean, driver: string, uuid?: string): BdevInfo;
   deleteBdev(name: string, driver: string): boolean;
+  rescanFileBdev(name: string, driver: string): boolean;
   listBdevs(): BdevInfo[];
   bdevStats(name: string): BdevStats;
   allocBuffer(len: number): { id: number; buffer: ArrayBuffer; hugepage: boolean };

@@ -66,6 +66,8 @@ export interface BdevBackend {
   createFileBdev(p: FileBdevParams): BdevInfo;
   /** Deletes a bdev; rejects with SpdkError ENODEV when there is none of that name and driver. */
   deleteBdev(name: string, driver: string): Promise<void>;
+  /** Picks up a new size of a file bdev's file (bdev_aio_rescan / bdev_uring_rescan). */
+  rescanFileBdev(name: string, driver: 'aio' | 'uring'): void;
   /** Every bdev, in creation order. */
   listBdevs(): BdevInfo[];
   /** Looks a bdev up by name, alias or UUID. */

@@ -64,6 +64,7 @@ Napi::Function JsEngine::Init(Napi::Env env) {
                          InstanceMethod("createMallocBdev", &JsEngine::CreateMallocBdev),
                          InstanceMethod("createFileBdev", &JsEngine::CreateFileBdev),
                          InstanceMethod("deleteBdev", &JsEngine::DeleteBdev),
+                         InstanceMethod("rescanFileBdev", &JsEngine::RescanFileBdev),
                          InstanceMethod("listBdevs", &JsEngine::ListBdevs),
                          InstanceMethod("bdevStats", &JsEngine::BdevStats),
                          InstanceMethod("createRecordBdev", &JsEngine::CreateRecordBdev),
@@ -317,6 +318,25 @@ Napi::Value JsEngine::DeleteBdev(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(env, true);
   }
   ThrowSpdkError(env, ErrnoText(ENODEV), ENODEV, "bdev_" + driver + "_delete");
+}
+
+// rescanFileBdev(name, driver): picks up a file or block device that grew or shrank, as SPDK's
+// bdev_aio_rescan / bdev_uring_rescan (spdk_bdev_notify_blockcnt_change): shrinking a bdev that
+// is open or claimed fails with EBUSY; a bdev of another module is ENODEV.
+Napi::Value JsEngine::RescanFileBdev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  std::string driver = info[1].As<Napi::String>();
+  const std::string op = "bdev_" + driver + "_rescan";
+  FileBdev* f = dynamic_cast<FileBdev*>(FindBdev(name));
+  if (f == nullptr || driver != f->driver()) ThrowSpdkError(env, ErrnoText(ENODEV), ENODEV, op);
+  const int64_t size = f->CurrentSize();
+  if (size < 0) ThrowSpdkError(env, ErrnoText(static_cast<int>(-size)), static_cast<int>(-size), op);
+  const uint64_t blocks = static_cast<uint64_t>(size) / f->block_size();
+  if (blocks == f->num_blocks()) return Napi::Boolean::New(env, true);
+  if (blocks < f->num_blocks() && (f->open_count > 0 || f->claimed)) ThrowSpdkError(env, ErrnoText(EBUSY), EBUSY, op);
+  f->Rescanned(blocks);
+  return Napi::Boolean::New(env, true);
 }
 
 Napi::Value JsEngine::ListBdevs(const Napi::CallbackInfo& info) {

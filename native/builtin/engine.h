@@ -63,6 +63,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   Napi::Value CreateMallocBdev(const Napi::CallbackInfo& info);
   Napi::Value CreateFileBdev(const Napi::CallbackInfo& info);
   Napi::Value DeleteBdev(const Napi::CallbackInfo& info);
+  Napi::Value RescanFileBdev(const Napi::CallbackInfo& info);
   Napi::Value ListBdevs(const Napi::CallbackInfo& info);
   Napi::Value BdevStats(const Napi::CallbackInfo& info);
   // Test-only fault injection (bdev/record.h); reachable from JS, never from an RPC.

@@ -101,6 +101,17 @@ export function registerBdevMethods(dispatcher: Dispatcher, backend: BdevBackend
     return true;
   };
 
+  // bdev_aio_rescan / bdev_uring_rescan: decode failure -32603; bdev_*_rescan's errors as -errno
+  // with strerror text (-19 for an unknown bdev or one of another module, -16 when shrinking a
+  // bdev that is open or claimed).
+  const rescanOf = (driver: 'aio' | 'uring') => (params: unknown) => {
+    const req = decodeObject(params, DELETE);
+    const info = backend.findBdev(req.name);
+    if (info === undefined || info.driver !== driver) throw errno(ENODEV);
+    backend.rescanFileBdev(info.name, driver);
+    return true;
+  };
+
   const createMalloc = (req: Decoded<typeof MALLOC_CREATE>): string => {
     const mdSize = req.md_size ?? 0;
     const difType = req.dif_type ?? 0;
@@ -185,6 +196,8 @@ export function registerBdevMethods(dispatcher: Dispatcher, backend: BdevBackend
   });
 
   dispatcher.register('bdev_uring_delete', deleteOf('uring'));
+  dispatcher.register('bdev_aio_rescan', rescanOf('aio'));
+  dispatcher.register('bdev_uring_rescan', rescanOf('uring'));
 
   dispatcher.register('bdev_get_bdevs', async (params, ctx) => {
     const req: Decoded<typeof GET_BDEVS> = params === undefined ? {} : decodeObject(params, GET_BDEVS);

@@ -419,6 +419,17 @@ FileBdev::~FileBdev() {
   if (fd_ >= 0) close(fd_);
 }
 
+int64_t FileBdev::CurrentSize() const {
+  if (is_block_device_) {
+    uint64_t size = 0;
+    if (ioctl(fd_, BLKGETSIZE64, &size) != 0) return -errno;
+    return static_cast<int64_t>(size);
+  }
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return -errno;
+  return static_cast<int64_t>(st.st_size);
+}
+
 BdevChannel* FileBdev::CreateChannel(Reactor* reactor) {
   // A channel whose ring failed to initialise still honours the I/O contract: it completes
   // every I/O with the setup errno (CreateFileBdev probed io_uring, so this is rare).

@@ -46,6 +46,11 @@ class FileBdev : public Bdev {
   uint32_t logical_block_size() const { return logical_block_size_; }
 
   int fd() const { return fd_; }
+  // The file's or device's size now, in bytes (for bdev_aio_rescan / bdev_uring_rescan), or a
+  // negative errno.
+  int64_t CurrentSize() const;
+  // JS thread, after CurrentSize(): the new block count (the rescan checks allowed it).
+  void Rescanned(uint64_t num_blocks) { set_num_blocks(num_blocks); }
 
   // Learned at run time and shared by every channel: once the file system answers that it
   // cannot punch holes / zero ranges, channels go straight to the fallback.
