@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { LvstoreJson } from '../lib/rpc/types';
+import type { LvolJson, LvstoreJson } from '../lib/rpc/types';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Spdk, SpdkError } from '../lib';
@@ -22,16 +22,7 @@ const NAME64 = 'n'.repeat(64);
 
 type Json = Record<string, unknown>;
 type Lvs = LvstoreJson;
-interface LvolEntry {
-  alias: string;
-  uuid: string;
-  name: string;
-  is_thin_provisioned: boolean;
-  is_snapshot: boolean;
-  is_clone: boolean;
-  num_allocated_clusters: number;
-  lvs: { name: string; uuid: string };
-}
+type LvolEntry = LvolJson;
 interface Bdev {
   name: string;
   aliases: string[];
