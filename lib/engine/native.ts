@@ -56,6 +56,94 @@ export interface NativeEngine {
   cloneLvol(snapshotBdevName: string, cloneName: string): Promise<LvolBdevInfo>;
   inflateLvol(bdevName: string): Promise<void>;
   decoupleLvolParent(bdevName: string): Promise<void>;
+
+  // The NVMe-oF target (native/builtin/nvmf/). The RPC layer (lib/rpc/methods/nvmf.ts) owns the
+  // configuration model, validates it and answers SPDK's errors; native mirrors it for the data
+  // path. Failures throw (or reject with) an SpdkError carrying a positive errno.
+  /** Creates the TCP transport (once; a second call throws EEXIST). */
+  nvmfCreateTransport(opts: NvmfTransportOpts): void;
+  /**
+   * Creates the subsystem or replaces its whole configuration. Native diffs against the previous
+   * one: new namespaces open (and claim) their bdevs — ENODEV when a bdev is missing, EBUSY when
+   * it is claimed by someone else, and then nothing changes; removed namespaces release theirs;
+   * connected controllers get namespace-change events; controllers whose host is no longer
+   * allowed, or whose listener is no longer listed, are disconnected.
+   */
+  nvmfSetSubsystem(desc: NvmfSubsystemDesc): void;
+  /** Disconnects the subsystem's controllers, releases its bdevs, forgets it. */
+  nvmfDeleteSubsystem(nqn: string): Promise<void>;
+  /** Opens a listening socket (EADDRINUSE, EADDRNOTAVAIL, EINVAL as bind/listen fail). */
+  nvmfListen(traddr: string, trsvcid: string): void;
+  /** Closes a listening socket; connections accepted through it stay until their subsystem drops them. */
+  nvmfStopListen(traddr: string, trsvcid: string): void;
+  nvmfControllers(nqn: string): NvmfControllerInfo[];
+  nvmfQpairs(nqn: string): NvmfQpairInfo[];
+  nvmfStats(): NvmfStats;
+}
+
+export interface NvmfTransportOpts {
+  maxQueueDepth: number;
+  maxIoQpairsPerCtrlr: number;
+  inCapsuleDataSize: number;
+  maxIoSize: number;
+  ioUnitSize: number;
+  /** R2Ts outstanding per command the target accepts (NVMe/TCP MAXR2T, 1-based here). */
+  maxR2tPerCmd: number;
+  /** C2HData SUCCESS flag allowed (SPDK's c2h_success). */
+  c2hSuccess: boolean;
+  /** Admin queue depth (SPDK's max_aq_depth). */
+  maxAqDepth: number;
+}
+
+export interface NvmfSubsystemDesc {
+  nqn: string;
+  subtype: 'NVMe' | 'Discovery';
+  serialNumber: string;
+  modelNumber: string;
+  allowAnyHost: boolean;
+  /** Allowed host NQNs (checked at Connect unless allowAnyHost). */
+  hosts: string[];
+  /** Addresses hosts may connect through; also what the discovery log lists. */
+  listeners: Array<{ traddr: string; trsvcid: string }>;
+  /** uuid/nguid/eui64: canonical text (uuid with dashes, nguid 32 hex, eui64 16 hex) or absent. */
+  namespaces: Array<{ nsid: number; bdevName: string; uuid?: string; nguid?: string; eui64?: string }>;
+  minCntlid: number;
+  maxCntlid: number;
+  maxNamespaces: number;
+}
+
+export interface NvmfControllerInfo {
+  cntlid: number;
+  hostnqn: string;
+  /** Host identifier as a UUID string. */
+  hostid: string;
+  numIoQpairs: number;
+}
+
+export interface NvmfQpairInfo {
+  cntlid: number;
+  qid: number;
+  /** 'active' | 'deactivating' | 'error' ... (SPDK's nvmf_qpair_state_str). */
+  state: string;
+  /** Local address the connection came in on. */
+  listenAddress: { traddr: string; trsvcid: string };
+  peerAddress: { traddr: string; trsvcid: string };
+  reactor: number;
+}
+
+export interface NvmfStats {
+  tickRate: number;
+  pollGroups: Array<{
+    name: string;
+    adminQpairs: number;
+    ioQpairs: number;
+    currentAdminQpairs: number;
+    currentIoQpairs: number;
+    pendingBdevIo: number;
+    completedNvmeIo: number;
+  }>;
+  /** Bytes of command data the transport copied in native code (0 when every transfer is zero-copy). */
+  dataCopies: number;
 }
 
 export interface NativeIoQueue {
