@@ -66,6 +66,8 @@ export interface SubmitOptions {
   h2cFaults?: BuildOptions;
   /** Leave the SQE's SGL1 and PSDT as given. */
   rawSgl?: boolean;
+  /** Send the CapsuleCmd in TCP writes of this many bytes, 1 ms apart (segmentation tests). */
+  segment?: number;
 }
 
 export interface Completion {
@@ -207,14 +209,14 @@ export class NvmeTcpQueue {
   }
 
   /** Sends ICReq and waits for ICResp; checks PFV and applies the negotiated digests. */
-  async initialize(fields: { hdgst?: boolean; ddgst?: boolean; hpda?: number; maxr2t?: number; pfv?: number } = {}): Promise<ICResp> {
+  async initialize(fields: { hdgst?: boolean; ddgst?: boolean; hpda?: number; maxr2t?: number; pfv?: number; segment?: number } = {}): Promise<ICResp> {
     const f = { hdgst: this.opts.hdgst, ddgst: this.opts.ddgst, hpda: this.opts.hpda, maxr2t: this.opts.maxr2t, pfv: this.opts.pfv, ...fields };
     const resp = new Promise<ICResp>((resolve, reject) => {
       this.icWaiter = { resolve, reject };
     });
     const timer = setTimeout(() => this.icWaiter?.reject(new Error('no ICResp within the connect timeout')), this.opts.connectTimeoutMs ?? 10000);
     try {
-      await this.write([icReq(f)]);
+      await (fields.segment ? this.writeSegmented([icReq(f)], fields.segment) : this.write([icReq(f)]));
       const r = await resp;
       if (r.pfv !== 0) throw new Error(`ICResp PFV ${r.pfv} (expected 0)`);
       if (r.hdgst && !f.hdgst) throw new Error('ICResp enables header digests the host did not ask for');
@@ -241,6 +243,19 @@ export class NvmeTcpQueue {
 
   get outstanding(): number {
     return this.pending.size;
+  }
+
+  /**
+   * Runs `fn` with the socket corked: the PDUs of every command it submits synchronously go out
+   * in one write (several PDUs in one TCP segment, as far as the segment size allows).
+   */
+  batch<T>(fn: () => T): T {
+    this.socket.cork();
+    try {
+      return fn();
+    } finally {
+      process.nextTick(() => this.socket.uncork());
+    }
   }
 
   /** Writes bytes as given (fault injection; the framing is the caller's). */
@@ -317,7 +332,7 @@ export class NvmeTcpQueue {
       this.pending.set(cid, p);
       this.stats.capsuleCmds++;
       const pdu = buildPdu(capsuleCmdHeader(sqe), inCapsule ? dataOut : undefined, this.digestState(), 0, o.capsuleFaults);
-      this.write(pdu).catch((e: Error) => this.complete(p, undefined, e));
+      (o.segment ? this.writeSegmented(pdu, o.segment) : this.write(pdu)).catch((e: Error) => this.complete(p, undefined, e));
     });
   }
 
@@ -354,6 +369,15 @@ export class NvmeTcpQueue {
       }
       this.socket.uncork();
     });
+  }
+
+  /** Writes the bytes in pieces of `segment` bytes, each its own TCP segment (Nagle is off), 1 ms apart. */
+  private async writeSegmented(bufs: Buffer[], segment: number): Promise<void> {
+    const all = Buffer.concat(bufs);
+    for (let off = 0; off < all.length; off += segment) {
+      await this.write([all.subarray(off, off + segment)]);
+      await new Promise((r) => setTimeout(r, 1));
+    }
   }
 
   private wakeOne(): void {
