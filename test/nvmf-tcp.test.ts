@@ -1,10 +1,18 @@
 import { expect } from 'chai';
+import * as net from 'node:net';
 import { Spdk } from '../lib';
 import { RpcClient } from '../lib/rpc';
 import { fillPattern, uniqueSocketPath } from './helpers/env';
 import {
   AdminOpc,
+  buildPdu,
   connectCommand,
+  crc32c,
+  decodeTermReq,
+  Flag,
+  PduReader,
+  ProtocolError,
+  TermReq,
   CC,
   CSTS,
   Completion,
@@ -714,3 +722,202 @@ for (const kind of TARGETS) {
     });
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The test host itself, against byte-level expectations and a scripted fake controller (no target).
+
+describe('NVMe/TCP test host (self-check, no target)', () => {
+  it('CRC32C: the specification check values, and incremental = one shot', () => {
+    expect(crc32c(Buffer.from('123456789'))).to.equal(0xe3069283);
+    expect(crc32c(Buffer.alloc(32))).to.equal(0x8a9136aa);
+    expect(crc32c(Buffer.alloc(32, 0xff))).to.equal(0x62a8ab43);
+    const inc = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
+    expect(crc32c(inc)).to.equal(0x46dd794e);
+    const big = pattern(100003, 5);
+    expect(crc32c(big.subarray(0, 7), big.subarray(7, 5001), big.subarray(5001))).to.equal(crc32c(big));
+  });
+
+  function c2hData(cccid: number, datao: number, data: Buffer, d: { hdgst: boolean; ddgst: boolean; cpda: number }, flags = 0): Buffer {
+    const h = Buffer.alloc(24);
+    h[0] = PduType.C2HData;
+    h.writeUInt16LE(cccid, 8);
+    h.writeUInt32LE(datao, 12);
+    h.writeUInt32LE(data.length, 16);
+    return Buffer.concat(buildPdu(h, data, d, flags));
+  }
+
+  it('PduReader frames PDUs however the stream is cut, and checks both digests', () => {
+    const d = { hdgst: true, ddgst: true, cpda: 3 };
+    const a = pattern(1000, 1);
+    const b = pattern(3, 2);
+    const stream = Buffer.concat([c2hData(1, 0, a, d), c2hData(1, 1000, b, d, Flag.LAST_PDU)]);
+    for (const cut of [1, 2, 7, 23, 24, 27, 100, stream.length]) {
+      const r = new PduReader(() => d);
+      const got: Buffer[] = [];
+      for (let o = 0; o < stream.length; o += cut) {
+        r.feed(stream.subarray(o, o + cut));
+        for (let p = r.next(); p; p = r.next()) {
+          expect(p.hdgstOk).to.equal(true);
+          expect(p.ddgstOk).to.equal(true);
+          expect(p.pdo % 16).to.equal(0);
+          got.push(p.data);
+        }
+      }
+      expect(Buffer.concat(got).equals(Buffer.concat([a, b])), `cut ${cut}`).to.equal(true);
+    }
+    const bad = Buffer.from(stream);
+    bad[24] ^= 1; // the first PDU's header digest
+    const r = new PduReader(() => d);
+    r.feed(bad);
+    expect(() => r.next()).to.throw(ProtocolError).with.property('fes', Fes.HeaderDigestError);
+    const badData = Buffer.from(stream);
+    badData[c2hData(1, 0, a, d).length - 1] ^= 1; // the first PDU's data digest
+    const r2 = new PduReader(() => d);
+    r2.feed(badData);
+    expect(r2.next()!.ddgstOk).to.equal(false);
+  });
+
+  /**
+   * A scripted controller: ICResp with CPDA 1 and MAXH2CDATA 4096; a Write (opc 01h) is solicited
+   * with two R2Ts, one after the other; a Read (opc 02h) answers with three C2HData PDUs, the last
+   * with SUCCESS for NSID 1, or followed by a CapsuleResp for NSID 2, or with a DATAO gap for NSID 3.
+   */
+  async function fakeController(): Promise<{ port: number; h2c: Array<{ datao: number; datal: number; flags: number; pdo: number }>; termReqs: TermReq[]; close: () => Promise<void> }> {
+    const h2c: Array<{ datao: number; datal: number; flags: number; pdo: number }> = [];
+    const termReqs: TermReq[] = [];
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      const d = { hdgst: false, ddgst: false, cpda: 1 };
+      const reader = new PduReader(() => d);
+      const send = (bufs: Buffer[]): void => {
+        // Dribble the bytes out in small writes so the host sees cut PDUs.
+        const all = Buffer.concat(bufs);
+        for (let o = 0; o < all.length; o += 5) s.write(all.subarray(o, o + 5));
+      };
+      const resp = (cid: number, dw0 = 0): void => {
+        const h = Buffer.alloc(24);
+        h[0] = PduType.CapsuleResp;
+        h.writeUInt32LE(dw0, 8);
+        h.writeUInt16LE(cid, 20);
+        send(buildPdu(h, undefined, d));
+      };
+      let write: { cid: number; len: number; got: number; next: number } | undefined;
+      const r2t = (cid: number, ttag: number, off: number, len: number): void => {
+        const h = Buffer.alloc(24);
+        h[0] = PduType.R2T;
+        h.writeUInt16LE(cid, 8);
+        h.writeUInt16LE(ttag, 10);
+        h.writeUInt32LE(off, 12);
+        h.writeUInt32LE(len, 16);
+        send(buildPdu(h, undefined, d));
+      };
+      s.on('data', (chunk: Buffer) => {
+        reader.feed(chunk);
+        for (let p = reader.next(); p; p = reader.next()) {
+          if (p.type === PduType.ICReq) {
+            const ic = Buffer.alloc(128);
+            ic[0] = PduType.ICResp;
+            ic[10] = 1;
+            ic[11] = p.header[11] & 3;
+            ic.writeUInt32LE(4096, 12);
+            send(buildPdu(ic, undefined, d));
+            d.hdgst = (p.header[11] & 1) !== 0;
+            d.ddgst = (p.header[11] & 2) !== 0;
+          } else if (p.type === PduType.H2CTermReq) {
+            termReqs.push(decodeTermReq(p));
+          } else if (p.type === PduType.H2CData) {
+            h2c.push({ datao: p.header.readUInt32LE(12), datal: p.header.readUInt32LE(16), flags: p.flags, pdo: p.pdo });
+            if (p.ddgstOk === false) throw new Error('fake controller: bad data digest from the host');
+            write!.got += p.data.length;
+            if (p.flags & Flag.LAST_PDU) {
+              if (write!.next < write!.len) {
+                r2t(write!.cid, 2, write!.next, write!.len - write!.next);
+                write!.next = write!.len;
+              } else if (write!.got === write!.len) {
+                resp(write!.cid, 0xcafe);
+              }
+            }
+          } else if (p.type === PduType.CapsuleCmd) {
+            const cid = p.header.readUInt16LE(10);
+            const opc = p.header[8];
+            const nsid = p.header.readUInt32LE(12);
+            const len = p.header.readUInt32LE(8 + 32);
+            if (opc === 0x01) {
+              write = { cid, len, got: 0, next: len / 2 };
+              r2t(cid, 1, 0, len / 2);
+            } else if (opc === 0x02) {
+              const data = Buffer.alloc(len, 0x5a);
+              const third = Math.floor(len / 3);
+              const parts = [data.subarray(0, third), data.subarray(third, 2 * third), data.subarray(2 * third)];
+              let off = 0;
+              parts.forEach((part, i) => {
+                const last = i === 2;
+                const flags = last ? Flag.LAST_PDU | (nsid === 1 ? Flag.SUCCESS : 0) : 0;
+                send([c2hData(cid, nsid === 3 && i === 1 ? off + 1 : off, part, d, flags)]);
+                off += part.length;
+              });
+              if (nsid === 2) resp(cid);
+            }
+          }
+        }
+      });
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    return {
+      port: (server.address() as net.AddressInfo).port,
+      h2c,
+      termReqs,
+      close: async () => {
+        for (const s of sockets) s.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  for (const digests of [false, true]) {
+    it(`against a scripted controller${digests ? ' with digests' : ''}: H2CData within MAXH2CDATA and CPDA-aligned with LAST_PDU per R2T; C2HData reassembled with SUCCESS or CapsuleResp; a DATAO gap ends the connection with H2CTermReq`, async () => {
+      const fake = await fakeController();
+      try {
+        const q = await NvmeTcpQueue.connect({ port: fake.port, hdgst: digests, ddgst: digests });
+        expect(q.icresp).to.deep.include({ cpda: 1, maxh2cdata: 4096, hdgst: digests, ddgst: digests });
+        const data = pattern(20000, 3);
+        const w = await q.submit(sqe({ opc: 0x01, nsid: 1 }), { dataOut: data });
+        expect(w.inCapsule).to.equal(false);
+        expect(w.cqe.dw0).to.equal(0xcafe);
+        expect(w.r2ts).to.equal(2);
+        // 10000 bytes per R2T: 4096 + 4096 + 1808 each, LAST_PDU on the third.
+        expect(fake.h2c.map((x) => [x.datao, x.datal, x.flags & Flag.LAST_PDU])).to.deep.equal([
+          [0, 4096, 0],
+          [4096, 4096, 0],
+          [8192, 1808, Flag.LAST_PDU],
+          [10000, 4096, 0],
+          [14096, 4096, 0],
+          [18192, 1808, Flag.LAST_PDU],
+        ]);
+        for (const x of fake.h2c) expect(x.pdo % 8, `H2CData PDO ${x.pdo} with CPDA 1`).to.equal(0);
+        const viaSuccess = await q.submit(sqe({ opc: 0x02, nsid: 1 }), { dataInLength: 10001 });
+        expect(viaSuccess.viaSuccess).to.equal(true);
+        expect(viaSuccess.c2hPdus).to.equal(3);
+        expect(viaSuccess.data!.every((x) => x === 0x5a)).to.equal(true);
+        const viaResp = await q.submit(sqe({ opc: 0x02, nsid: 2 }), { dataInLength: 999 });
+        expect(viaResp.viaSuccess).to.equal(false);
+        expect(viaResp.data!.every((x) => x === 0x5a)).to.equal(true);
+        const gap = await q.submit(sqe({ opc: 0x02, nsid: 3 }), { dataInLength: 999 }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(gap).to.be.instanceOf(QueueClosedError);
+        expect(q.violation).to.match(/DATAO/);
+        await new Promise((r) => setTimeout(r, 100));
+        expect(fake.termReqs.map((t) => t.fes)).to.deep.equal([Fes.DataTransferOutOfRange]);
+        expect(fake.termReqs[0].data.subarray(0, 1)[0]).to.equal(PduType.C2HData);
+        q.destroy();
+      } finally {
+        await fake.close();
+      }
+    });
+  }
+});
