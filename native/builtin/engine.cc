@@ -12,6 +12,7 @@
 #include "bdev/record.h"
 #include "io/native_bench.h"
 #include "lvol/module.h"
+#include "nvmf/target.h"
 
 namespace spdk_node {
 
@@ -77,6 +78,14 @@ Napi::Function JsEngine::Init(Napi::Env env) {
                          InstanceMethod("unref", &JsEngine::UnrefLoop),
                          InstanceMethod("ref", &JsEngine::RefLoop),
                          InstanceMethod("createLvstore", &JsEngine::CreateLvstore),
+                         InstanceMethod("nvmfCreateTransport", &JsEngine::NvmfCreateTransport),
+                         InstanceMethod("nvmfSetSubsystem", &JsEngine::NvmfSetSubsystem),
+                         InstanceMethod("nvmfDeleteSubsystem", &JsEngine::NvmfDeleteSubsystem),
+                         InstanceMethod("nvmfListen", &JsEngine::NvmfListen),
+                         InstanceMethod("nvmfStopListen", &JsEngine::NvmfStopListen),
+                         InstanceMethod("nvmfControllers", &JsEngine::NvmfControllers),
+                         InstanceMethod("nvmfQpairs", &JsEngine::NvmfQpairs),
+                         InstanceMethod("nvmfStats", &JsEngine::NvmfStats),
                          InstanceMethod("listLvstores", &JsEngine::ListLvstores),
                          InstanceMethod("deleteLvstore", &JsEngine::DeleteLvstore),
                          InstanceMethod("renameLvstore", &JsEngine::RenameLvstore),
@@ -305,6 +314,11 @@ Napi::Value JsEngine::DeleteBdev(const Napi::CallbackInfo& info) {
     if (b->driver() != driver) break;
     if (dynamic_cast<Lvol*>(b) != nullptr) {
       ThrowSpdkError(env, "lvol bdev " + name + " is deleted with bdev_lvol_delete", EPERM,
+                     "bdev_" + driver + "_delete");
+    }
+    if (nvmf_claims_.count(b) != 0) {
+      // The RPC layer removes the namespaces of a bdev before deleting it (SPDK's hot remove).
+      ThrowSpdkError(env, "bdev " + name + " is exported by an NVMe-oF subsystem", EBUSY,
                      "bdev_" + driver + "_delete");
     }
     // Deleting an lvstore's base bdev unloads the store (SPDK's hot remove): its lvols go.
@@ -589,6 +603,7 @@ Napi::Value JsEngine::Stop(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, std::to_string(open_queues) + " I/O queue(s) still open", EBUSY, op);
   running_ = false;
   stopping_ = true;
+  ShutdownNvmf();  // connections go before the bdevs they use
   auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
   if (lvol_ && !lvol_->empty()) {
     // Every lvstore commits its dirty metadata (acknowledged writes to new clusters) first.
@@ -651,6 +666,7 @@ void JsEngine::CleanupHook(void* arg) {
   // Best effort: commit lvstore metadata (allocations of acknowledged writes) before the
   // reactors go. A crash at any point is safe anyway; this only keeps recent allocations.
   // (process.exit() does not run cleanup hooks: there, unflushed writes have crash semantics.)
+  if (self->running_) self->ShutdownNvmf();
   if (self->lvol_ && self->running_) self->lvol_->FlushBlocking(2000);
   self->StopReactorsBlocking();
   std::lock_guard<std::mutex> lock(self->post_mu_);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ namespace spdk_node {
 class JsIoQueue;
 class Lvol;
 class LvolModule;
+class NvmfTarget;
 
 class JsEngine : public Napi::ObjectWrap<JsEngine> {
  public:
@@ -92,6 +94,19 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   Napi::Value InflateLvol(const Napi::CallbackInfo& info);
   Napi::Value DecoupleLvolParent(const Napi::CallbackInfo& info);
   void DescribeLvol(Napi::Env env, Lvol* lv, Napi::Object& o) const;
+  // The NVMe-oF target (defined in nvmf/engine_nvmf.cc).
+  Napi::Value NvmfCreateTransport(const Napi::CallbackInfo& info);
+  Napi::Value NvmfSetSubsystem(const Napi::CallbackInfo& info);
+  Napi::Value NvmfDeleteSubsystem(const Napi::CallbackInfo& info);
+  Napi::Value NvmfListen(const Napi::CallbackInfo& info);
+  Napi::Value NvmfStopListen(const Napi::CallbackInfo& info);
+  Napi::Value NvmfControllers(const Napi::CallbackInfo& info);
+  Napi::Value NvmfQpairs(const Napi::CallbackInfo& info);
+  Napi::Value NvmfStats(const Napi::CallbackInfo& info);
+  // The target, created on first use (the engine must be running).
+  NvmfTarget* Nvmf();
+  // Closes every connection and listener (reactors still running); blocks briefly.
+  void ShutdownNvmf();
   // The lvol module, created on first use (the engine must be running).
   LvolModule* Lvols();
   // stop(), once every lvstore has committed and gone quiet.
@@ -123,6 +138,8 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   napi_env env_ = nullptr;
   bool cleanup_hook_added_ = false;
   std::unique_ptr<LvolModule> lvol_;
+  std::unique_ptr<NvmfTarget> nvmf_;
+  std::set<Bdev*> nvmf_claims_;  // bdevs exported as namespaces (claimed by the target)
 };
 
 }  // namespace spdk_node

@@ -8,7 +8,7 @@
 #include <unordered_set>
 
 #include "../bdev/bdev.h"
-#include "crc32c.h"
+#include "../../common/crc32c.h"
 
 namespace spdk_node {
 namespace lvolfmt {

@@ -2,7 +2,7 @@
 //
 // Build and run (from native/builtin):
 //   g++ -std=c++17 -O2 -g -Wall -Wextra -o /tmp/lvol_format_test
-//     lvol/test/format_test.cc lvol/format.cc lvol/crc32c.cc bdev/bdev.cc
+//     lvol/test/format_test.cc lvol/format.cc ../common/crc32c.cc bdev/bdev.cc
 //   /tmp/lvol_format_test
 // Add -fsanitize=address,undefined for a sanitizer run.
 //
@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "../crc32c.h"
+#include "../../../common/crc32c.h"
 #include "../format.h"
 
 using namespace spdk_node;
