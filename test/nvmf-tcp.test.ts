@@ -308,7 +308,8 @@ for (const kind of TARGETS) {
       /** Connect's Invalid Parameter status: the offset of the bad field, in the command (IATTR 0) or its data (IATTR 1). */
       function expectInvalidParam(c: Completion, iattr: number, ipo: number): void {
         expectStatus(c, Sct.CommandSpecific, FabricsSc.InvalidParam, 'Connect');
-        expect({ ipo: c.cqe.dw0 & 0xffff, iattr: (c.cqe.dw0 >>> 16) & 0xff }).to.deep.equal({ ipo, iattr });
+        // As SPDK and Linux's nvmet: IPO in DW0 bits 15:0, IATTR in bits 23:16.
+        expect({ ipo: c.cqe.dw0 & 0xffff, iattr: (c.cqe.dw0 >>> 16) & 0xff }, `Connect CQE DW0 0x${c.cqe.dw0.toString(16)}`).to.deep.equal({ ipo, iattr });
       }
 
       it('Connect to an unknown subsystem: Invalid Parameter pointing at SUBNQN (IATTR 1, IPO 256)', async () => {
