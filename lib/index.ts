@@ -10,3 +10,5 @@ export { JsonRpcError } from './rpc/errors';
 export type { BdevInfo, BdevStats } from './engine/types';
 export { LvolApi, LvolStore, Lvol } from './lvol';
 export type { CreateStoreOptions, CreateLvolOptions, LvolSize, LvolClearMethod, RpcCaller } from './lvol';
+export { NvmfApi, NvmfSubsystem } from './nvmf';
+export type { TransportOptions, SubsystemOptions, ListenAddress, NamespaceOptions, ExportOptions } from './nvmf';

@@ -17,6 +17,10 @@ import { bdevSubsystemConfig } from './rpc/methods/bdev-config';
 import { registerLvolMethods } from './rpc/methods/lvol';
 import { BuiltinLvolBackend } from './lvol/backend';
 import { LvolApi } from './lvol';
+import { registerNvmfMethods } from './rpc/methods/nvmf';
+import { BuiltinNvmfBackend } from './nvmf/backend';
+import { nvmfSubsystemConfig } from './config/nvmf-config';
+import { NvmfApi } from './nvmf';
 
 export interface SpdkOptions {
   /** 'auto' (default) picks libspdk when it is available, else builtin. */
@@ -90,6 +94,8 @@ export class Spdk {
   readonly bdev: BdevApi;
   /** Logical volumes: stores, volumes, snapshots, clones (on SPDK's bdev_lvol_* RPCs). */
   readonly lvol: LvolApi;
+  /** The NVMe-oF target: transports, subsystems, namespaces, listeners, hosts (on SPDK's nvmf_* RPCs). */
+  readonly nvmf: NvmfApi;
   /** @internal */
   readonly dispatcher: Dispatcher;
   private readonly addon: BuiltinAddon;
@@ -113,11 +119,14 @@ export class Spdk {
     const bdevs = new BuiltinBdevBackend(native);
     registerBdevMethods(this.dispatcher, bdevs);
     registerLvolMethods(this.dispatcher, new BuiltinLvolBackend(native), bdevs);
+    const nvmf = registerNvmfMethods(this.dispatcher, new BuiltinNvmfBackend(native), bdevs, cores);
     this.subsystems.register('bdev', [], () => bdevSubsystemConfig(bdevs));
+    this.subsystems.register('nvmf', ['bdev'], () => nvmfSubsystemConfig(nvmf));
     this.subsystems.registerMethods(this.dispatcher);
     this.rpc = new RpcApi(this.dispatcher);
     this.bdev = new BdevApi(this);
     this.lvol = new LvolApi(this.rpc);
+    this.nvmf = new NvmfApi(this.rpc);
   }
 
   /** Starts an engine with reactors on `cores`. */
