@@ -35,6 +35,7 @@
         "native/builtin/lvol/module.cc",
         "native/builtin/lvol/engine_lvol.cc",
         "native/common/nvme_tcp/pdu.cc",
+        "native/common/nvme_tcp/napi_codec.cc",
         "native/builtin/nvmf/target.cc",
         "native/builtin/nvmf/tcp_conn.cc",
         "native/builtin/nvmf/engine_nvmf.cc",

@@ -7,6 +7,12 @@
 
 namespace spdk_node {
 
+namespace nvme_tcp {
+// The PDU codec for tests (native/common/nvme_tcp/napi_codec.cc).
+Napi::Value Decode(const Napi::CallbackInfo& info);
+Napi::Value Build(const Napi::CallbackInfo& info);
+}  // namespace nvme_tcp
+
 namespace {
 
 Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
@@ -42,6 +48,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", JsEngine::Init(env));
   exports.Set("IoQueue", JsIoQueue::Init(env));
   exports.Set("constants", Constants(env));
+  exports.Set("nvmeTcpDecode", Napi::Function::New(env, nvme_tcp::Decode));
+  exports.Set("nvmeTcpBuild", Napi::Function::New(env, nvme_tcp::Build));
   return exports;
 }
 

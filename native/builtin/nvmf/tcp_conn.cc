@@ -401,12 +401,13 @@ void TcpConn::ExecuteFabrics(Request* r) {
 
 namespace {
 
-// Connect "invalid parameters": IATTR (0 = in the command, 1 = in the data) and IPO.
+// Connect "invalid parameters": DW0 bits 15:0 IPO (byte offset of the bad field), bits 23:16
+// IATTR (0 = in the command, 1 = in the data).
 void ConnectInvalid(uint8_t* cqe_bytes, bool in_data, uint16_t offset) {
   Put16(cqe_bytes + cqe::kStatus,
         nvme::MakeStatus(nvme::kSctCommandSpecific, sc::kConnectInvalidParameters, true));
-  cqe_bytes[0] = in_data ? 1 : 0;
-  Put16(cqe_bytes + 2, offset);
+  Put16(cqe_bytes, offset);
+  cqe_bytes[2] = in_data ? 1 : 0;
 }
 
 }  // namespace
@@ -722,7 +723,14 @@ void TcpConn::Identify(Request* r) {
     }
     case nvme::cns::kNamespace: {
       namespace idns = nvme::idns;
-      if (nsid == 0 || nsid == 0xFFFFFFFF) {
+      uint32_t nn;
+      {
+        std::lock_guard<std::mutex> lock(s->mu);
+        nn = s->max_namespaces;
+      }
+      if (nn == 0) nn = static_cast<uint32_t>(std::max<size_t>(ns_->size(), 1));
+      if (nsid == 0 || nsid > nn) {
+        // Beyond NN (0xFFFFFFFF, the broadcast value, included): invalid; inactive: zeroes.
         SetStatus(r, nvme::kSctGeneric, sc::kInvalidNamespaceOrFormat, true);
         return Complete(r);
       }

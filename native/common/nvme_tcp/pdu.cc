@@ -178,19 +178,19 @@ bool PduReceiver::FinishHeader() {
       return false;
     }
   }
-  iovcnt_ = 0;
-  if (IsTermReq(type)) {
-    term_data_len_ = data_len_;
-    iov_[0] = {term_data_, data_len_};
-    iovcnt_ = data_len_ > 0 ? 1 : 0;
-  }
   ProtocolError e;
   int cnt = 0;
   if (!sink_->OnHeader(hdr_, data_len_, iov_, &cnt, &e)) {
     Fail(e.fes, e.fei);
     return false;
   }
-  if (!IsTermReq(type)) iovcnt_ = std::min(cnt, kMaxDataIov);
+  iovcnt_ = std::min(cnt, kMaxDataIov);
+  if (IsTermReq(type)) {
+    // A TermReq's data (the header in error) is kept here, whatever the sink said.
+    term_data_len_ = data_len_;
+    iov_[0] = {term_data_, data_len_};
+    iovcnt_ = data_len_ > 0 ? 1 : 0;
+  }
   iov_i_ = 0;
   iov_off_ = 0;
   if (data_len_ == 0) return FinishPdu();
