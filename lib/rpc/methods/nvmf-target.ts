@@ -185,8 +185,9 @@ export function registerNvmfTargetMethods(dispatcher: Dispatcher, ctx: NvmfConte
     const transports = target.transport ? [{ trtype: target.transport.trtype }] : [];
     return {
       tick_rate: stats.tickRate,
-      poll_groups: stats.pollGroups.map((g) => ({
-        name: g.name,
+      // One poll group per reactor, named as SPDK names its poll group threads.
+      poll_groups: stats.pollGroups.map((g, i) => ({
+        name: pollGroupName(i),
         admin_qpairs: g.adminQpairs,
         io_qpairs: g.ioQpairs,
         current_admin_qpairs: g.currentAdminQpairs,
