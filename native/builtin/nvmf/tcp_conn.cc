@@ -20,6 +20,9 @@ namespace sc = nvme::sc;
 namespace {
 
 constexpr size_t kStagingSize = 64 * 1024;
+// Receive size after a PDU with large data: a header with digest and padding fits.
+constexpr size_t kPeekSize = 256;
+constexpr uint32_t kLargeData = 16384;
 // NVMe/TCP: the admin queue accepts 8 KiB of in-capsule data (Connect's 1 KiB included).
 constexpr uint32_t kAdminIcdSize = 8192;
 // Maximum data per H2CData PDU the target accepts (ICResp MAXH2CDATA).
@@ -95,7 +98,10 @@ void TcpConn::OnReadable() {
       }
     }
     if (staged_off_ == staged_) {
-      const ssize_t got = recv(fd_, staging_.data(), staging_.size(), 0);
+      // While large H2CData is expected (R2Ts outstanding), read little more than a header, so
+      // the data is read into place instead of into staging (and copied).
+      const size_t want = r2t_large_ > 0 ? kPeekSize : staging_.size();
+      const ssize_t got = recv(fd_, staging_.data(), want, 0);
       if (got == 0) return Close("host closed the connection");
       if (got < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -215,6 +221,7 @@ bool TcpConn::OnPdu(const uint8_t* hdr, bool data_digest_ok) {
       if (!data_digest_ok) r->digest_error = true;
       r->h2c_offset += datal;
       if (r->h2c_offset == r->len) {
+        if (r->len >= kLargeData) r2t_large_--;
         r->state = ReqState::kExecuting;
         if (r->digest_error) {
           SetStatus(r, nvme::kSctGeneric, sc::kTransientTransportError);
@@ -357,6 +364,7 @@ void TcpConn::StartCommand(Request* r) {
   // of at most MAXH2CDATA.
   r->state = ReqState::kWaitH2C;
   r->h2c_offset = 0;
+  if (sgl_len >= kLargeData) r2t_large_++;
   SendItem* it = NewItem();
   it->hdr_len = BuildR2T(it->hdr, params_, r->cid, r->idx, 0, sgl_len);
   sendq_.push_back(it);

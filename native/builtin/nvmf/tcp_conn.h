@@ -139,6 +139,7 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   size_t staged_ = 0, staged_off_ = 0;
   bool closing_ = false;
   bool writable_watch_ = false;
+  int r2t_large_ = 0;  // R2Ts outstanding for large transfers (see OnReadable)
 
   int qid_ = -1;  // -1 until Connect
   std::shared_ptr<Controller> ctrlr_;
