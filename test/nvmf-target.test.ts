@@ -147,6 +147,20 @@ describe('NVMe/TCP target (builtin engine)', function () {
     await spdk.rpc.call('bdev_malloc_delete', { name: 'M0' });
   });
 
+  it('removing the listener a host came in through disconnects it; removing a host from the allow list disconnects that host', async () => {
+    const c = await connect();
+    await spdk.rpc.call('nvmf_subsystem_remove_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
+    await c.admin.whenClosed();
+    await waitFor('the controller to go', async () => (await controllers()).length === 0);
+    await spdk.rpc.call('nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
+    await spdk.rpc.call('nvmf_subsystem_allow_any_host', { nqn: NQN, allow_any_host: false });
+    const hostnqn = 'nqn.2014-08.org.nvmexpress:uuid:3f6f4a36-2b0e-4b8e-9d39-5f0c1f1f0a01';
+    await spdk.rpc.call('nvmf_subsystem_add_host', { nqn: NQN, host: hostnqn });
+    const d = await connect({ hostnqn });
+    await spdk.rpc.call('nvmf_subsystem_remove_host', { nqn: NQN, host: hostnqn });
+    await d.admin.whenClosed();
+  });
+
   it('controller reset (CC.EN 1 -> 0): its I/O queues are closed; re-enabled, new I/O queues connect', async () => {
     const c = await connect({ ioQueues: 2 });
     await c.disable();

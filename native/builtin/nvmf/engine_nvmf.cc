@@ -237,8 +237,17 @@ Napi::Value JsEngine::NvmfSetSubsystem(const Napi::CallbackInfo& info) {
     s->max_namespaces = U32(d, "maxNamespaces", 0);
     s->min_cntlid = static_cast<uint16_t>(U32(d, "minCntlid", 1));
     s->max_cntlid = static_cast<uint16_t>(U32(d, "maxCntlid", 0xFFEF));
+    // Hosts no longer allowed, and controllers that came in through a listener the subsystem
+    // no longer has, are disconnected (as SPDK's remove_host / remove_listener do).
     for (auto& kv : s->ctrlrs) {
-      if (!s->HostAllowed(kv.second->hostnqn)) evict.push_back(kv.second);
+      ListenAddr via;
+      {
+        std::lock_guard<std::mutex> l2(kv.second->mu);
+        via = kv.second->admin.local;
+      }
+      if (!s->HostAllowed(kv.second->hostnqn) || !s->ListenerAllowed(via)) {
+        evict.push_back(kv.second);
+      }
     }
   }
   s->ns_gen.fetch_add(1, std::memory_order_release);
