@@ -5,8 +5,11 @@
  * deletion and controller reset with hosts connected, and a host vanishing mid-transfer.
  */
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 import { Spdk } from '../lib';
-import { fillPattern } from './helpers/env';
+import { parseTargetArgs } from '../lib/cli/main';
+import { fillPattern, uniqueSocketPath } from './helpers/env';
 import { freePort, NvmeTcpController, LogId, FeatureId } from './helpers/nvme-tcp-host';
 
 const NQN = 'nqn.2016-06.io.spdk:target-test';
@@ -183,5 +186,45 @@ describe('NVMe/TCP target (builtin engine)', function () {
     await pending;
     await waitFor('no qpairs left', async () => (await stats()).poll_groups.every((g) => g.current_io_qpairs === 0 && g.current_admin_qpairs === 0));
     expect(await controllers()).to.have.length(0);
+  });
+});
+
+describe('spdk-node target: the default NVMe/TCP export (what npm start runs)', function () {
+  this.timeout(30000);
+
+  it('parses --nvmf / --no-nvmf, default 127.0.0.1:4420', () => {
+    expect(parseTargetArgs([]).nvmf).to.equal('127.0.0.1:4420');
+    expect(parseTargetArgs(['--nvmf', '0.0.0.0:4421']).nvmf).to.equal('0.0.0.0:4421');
+    expect(parseTargetArgs(['--no-nvmf']).nvmf).to.equal(undefined);
+    expect(() => parseTargetArgs(['--nvmf', 'nope'])).to.throw(/invalid --nvmf address 'nope'/);
+  });
+
+  it('a host connects to Malloc0 as nqn.2016-06.io.spdk:cnode1 and does I/O; SIGTERM stops it', async () => {
+    const port = await freePort();
+    const sock = uniqueSocketPath('cli-nvmf');
+    const main = path.join(__dirname, '..', 'lib', 'cli', 'main.js');
+    const child = spawn(process.execPath, [main, 'target', '--rpc-socket', sock, '--nvmf', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor('the target to serve', () => out.includes('serving SPDK JSON-RPC'));
+      expect(out).to.include(`NVMe/TCP: nqn.2016-06.io.spdk:cnode1 (Malloc0) on 127.0.0.1:${port}`);
+      const c = await NvmeTcpController.connect({ host: '127.0.0.1', port, subnqn: 'nqn.2016-06.io.spdk:cnode1' } as never);
+      try {
+        expect(c.identity?.mn.trim()).to.equal('SPDK bdev Controller');
+        const ns = await c.identifyNamespace(1);
+        expect(Number(ns.nsze)).to.equal(16384);
+        const data = pattern(8 * KIB, 11);
+        await c.write(1, 10, data);
+        expect((await c.read(1, 10, 2)).equals(data)).to.equal(true);
+      } finally {
+        await c.close();
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).to.equal(0);
   });
 });

@@ -3,12 +3,12 @@
  * The `spdk-node` command.
  *
  *   spdk-node target [--rpc-socket PATH] [--cores 0,1] [--engine auto|builtin|libspdk]
- *                    [--polling] [--no-default-bdev]
+ *                    [--polling] [--no-default-bdev] [--nvmf HOST:PORT | --no-nvmf]
  *
  * `target` starts an embedded storage target: an engine serving SPDK's JSON-RPC on a Unix socket
  * (SPDK's default /var/tmp/spdk.sock), so SPDK's scripts/rpc.py drives it unchanged. With no
- * configuration it creates one malloc bdev (Malloc0, 64 MiB, 4 KiB blocks). SIGINT/SIGTERM stop
- * it cleanly.
+ * configuration it creates one malloc bdev (Malloc0, 64 MiB, 4 KiB blocks) and exports it over
+ * NVMe/TCP as nqn.2016-06.io.spdk:cnode1 on 127.0.0.1:4420. SIGINT/SIGTERM stop it cleanly.
  */
 import { Spdk } from '../spdk';
 import { SpdkError } from '../errors';
@@ -21,6 +21,8 @@ interface TargetArgs {
   engine: EngineChoice;
   polling: boolean;
   defaultBdev: boolean;
+  /** Where the default export listens (HOST:PORT), or undefined for none. */
+  nvmf?: string;
   /** The HTTP endpoint (--http and friends), when asked for. */
   http?: RpcHttpEndpointOptions;
   config?: string;
@@ -31,7 +33,10 @@ const usage = `usage: spdk-node target [options]
   --cores LIST        reactor cores, e.g. 0 or 0,1 (default 0)
   --engine NAME       auto | builtin | libspdk (default auto)
   --polling           busy-poll reactors (benchmarks); default sleeps when idle
-  --no-default-bdev   do not create Malloc0
+  --no-default-bdev   do not create Malloc0 (nor its NVMe/TCP export)
+  --nvmf HOST:PORT    where the default export of Malloc0 (nqn.2016-06.io.spdk:cnode1) listens
+                      (default 127.0.0.1:4420)
+  --no-nvmf           do not export Malloc0 over NVMe/TCP
   --http HOST:PORT    also serve JSON-RPC over HTTP, as SPDK's rpc_http_proxy.py does
                       (Cinder, spdk-csi); port 0 picks one. Needs --user and a password
   --user U            HTTP basic-auth user
@@ -43,7 +48,7 @@ const usage = `usage: spdk-node target [options]
                       writes); implies --no-default-bdev`;
 
 export function parseTargetArgs(argv: string[]): TargetArgs {
-  const a: TargetArgs = { rpcSocket: '/var/tmp/spdk.sock', cores: [0], engine: 'auto', polling: false, defaultBdev: true };
+  const a: TargetArgs = { rpcSocket: '/var/tmp/spdk.sock', cores: [0], engine: 'auto', polling: false, defaultBdev: true, nvmf: '127.0.0.1:4420' };
   const http: Partial<Record<'listen' | 'user' | 'password' | 'passwordFile' | 'tlsCert' | 'tlsKey', string>> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -72,6 +77,17 @@ export function parseTargetArgs(argv: string[]): TargetArgs {
       }
       case '--polling':
         a.polling = true;
+        break;
+      case '--nvmf':
+        a.nvmf = value();
+        try {
+          parseHostPort(a.nvmf);
+        } catch {
+          throw new SpdkError(`invalid --nvmf address '${a.nvmf}' (want HOST:PORT)\n${usage}`, { code: 'ERR_USAGE' });
+        }
+        break;
+      case '--no-nvmf':
+        a.nvmf = undefined;
         break;
       case '--no-default-bdev':
         a.defaultBdev = false;
@@ -137,6 +153,7 @@ async function target(argv: string[]): Promise<void> {
   log(`engine ${spdk.engine} (${spdk.engineReason}), reactors on cores ${spdk.cores.join(',')}${args.polling ? ', polling' : ''}`);
   if (args.defaultBdev) {
     await spdk.rpc.call('bdev_malloc_create', { name: 'Malloc0', num_blocks: 16384, block_size: 4096 });
+    if (args.nvmf !== undefined) await exportDefault(spdk, args.nvmf);
   }
   for (const b of (await spdk.rpc.call('bdev_get_bdevs')) as Array<{ name: string; product_name: string; num_blocks: number; block_size: number }>) {
     log(`bdev ${b.name}: ${b.product_name}, ${b.num_blocks} x ${b.block_size} B`);
@@ -171,6 +188,24 @@ async function target(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** Exports Malloc0 over NVMe/TCP, as an nvmf_tgt configured by hand would (a busy port is a warning). */
+async function exportDefault(spdk: Spdk, listen: string): Promise<void> {
+  const { host, port } = parseHostPort(listen);
+  const nqn = 'nqn.2016-06.io.spdk:cnode1';
+  try {
+    await spdk.rpc.call('nvmf_create_transport', { trtype: 'TCP' });
+    await spdk.rpc.call('nvmf_create_subsystem', { nqn, allow_any_host: true, serial_number: 'SPDK00000000000001', model_number: 'SPDK bdev Controller' });
+    await spdk.rpc.call('nvmf_subsystem_add_ns', { nqn, namespace: { bdev_name: 'Malloc0' } });
+    await spdk.rpc.call('nvmf_subsystem_add_listener', {
+      nqn,
+      listen_address: { trtype: 'TCP', adrfam: host.includes(':') ? 'IPv6' : 'IPv4', traddr: host, trsvcid: String(port) },
+    });
+    log(`NVMe/TCP: ${nqn} (Malloc0) on ${host}:${port} (try: nvme discover -t tcp -a ${host} -s ${port})`);
+  } catch (e) {
+    log(`NVMe/TCP export of Malloc0 not started: ${(e as Error).message}`);
+  }
 }
 
 function log(msg: string): void {
