@@ -11,7 +11,10 @@ import { registerNvmfMethods } from '../lib/rpc/methods/nvmf';
 import { SubsystemRegistry, SpdkJsonConfig } from '../lib/config/subsystems';
 import { nvmfSubsystemConfig } from '../lib/config/nvmf-config';
 import { isValidNqn, parseTcpPort } from '../lib/nvmf/names';
-import { uniqueSocketPath } from './helpers/env';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { tempDir, uniqueSocketPath } from './helpers/env';
+import { NvmeTcpController, uuidHostNqn } from './helpers/nvme-tcp-host';
 
 /*
  * SPDK v25.09's nvmf_* methods: results and their shapes, and every bad input answered with the
@@ -104,6 +107,19 @@ async function portInUse(port: number): Promise<boolean> {
     s.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' ? resolve(true) : reject(e)));
     s.listen(port, '127.0.0.1', () => s.close(() => resolve(false)));
   });
+}
+
+/**
+ * Waits until the port is free (the engine closes a listening socket on its reactor thread, just
+ * after nvmfStopListen returns); false when it still is in use after 2 s.
+ */
+async function portFreed(port: number): Promise<boolean> {
+  const deadline = Date.now() + 2000;
+  while (await portInUse(port)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
 }
 
 interface Caller {
@@ -1042,7 +1058,7 @@ describe('nvmf RPC methods on the builtin engine', function () {
     expect(await portInUse(port)).to.equal(true);
     expect(await call('nvmf_subsystem_get_listeners', { nqn: CNODE2 })).to.deep.equal([{ address: tcp(port) }]);
     await call('nvmf_subsystem_remove_listener', { nqn: CNODE2, listen_address: la });
-    expect(await portInUse(port)).to.equal(false);
+    expect(await portFreed(port)).to.equal(true);
     // A port someone else has: the listen fails, nothing is listed.
     const other = net.createServer();
     await new Promise<void>((r) => other.listen(port, '127.0.0.1', () => r()));
@@ -1075,6 +1091,39 @@ describe('nvmf RPC methods on the builtin engine', function () {
     });
   });
 
+  it('a connected host: its controller, queue pairs and stats; removing the host disconnects it', async () => {
+    const port = await freePort();
+    const host = uuidHostNqn();
+    await call('nvmf_create_transport', { trtype: 'tcp' });
+    await call('nvmf_create_subsystem', { nqn: CNODE1 });
+    await call('nvmf_subsystem_add_ns', { nqn: CNODE1, namespace: { bdev_name: 'M0' } });
+    await call('nvmf_subsystem_add_host', { nqn: CNODE1, host: host.hostnqn });
+    await call('nvmf_subsystem_add_listener', { nqn: CNODE1, listen_address: tcp(port) });
+    const ctrl = await NvmeTcpController.connect({ host: '127.0.0.1', port, subnqn: CNODE1, hostnqn: host.hostnqn, hostid: host.hostid, ioQueues: 2 });
+    try {
+      const hostid = [...host.hostid].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5');
+      // SPDK counts the admin queue in num_io_qpairs.
+      expect(await call('nvmf_subsystem_get_controllers', { nqn: CNODE1 })).to.deep.equal([{ cntlid: ctrl.cntlid, cntrltype: 'io', hostnqn: host.hostnqn, hostid, num_io_qpairs: 3 }]);
+      const qpairs = await call<Array<Json & { peer_address: Json }>>('nvmf_subsystem_get_qpairs', { nqn: CNODE1 });
+      expect(qpairs.map((q) => q.qid).sort()).to.deep.equal([0, 1, 2]);
+      for (const q of qpairs) {
+        expect(Object.keys(q)).to.deep.equal(['cntlid', 'qid', 'state', 'thread', 'hostnqn', 'listen_address', 'peer_address']);
+        expect(q).to.deep.include({ cntlid: ctrl.cntlid, state: 'enabled', thread: 'nvmf_tgt_poll_group_000', hostnqn: host.hostnqn, listen_address: tcp(port) });
+        expect(q.peer_address).to.include({ trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1' });
+      }
+      const stats = await call<{ poll_groups: Json[] }>('nvmf_get_stats');
+      expect(stats.poll_groups[0]).to.include({ current_admin_qpairs: 1, current_io_qpairs: 2 });
+      await call('nvmf_subsystem_remove_host', { nqn: CNODE1, host: host.hostnqn });
+      const deadline = Date.now() + 5000;
+      while ((await call<unknown[]>('nvmf_subsystem_get_controllers', { nqn: CNODE1 })).length > 0) {
+        if (Date.now() > deadline) expect.fail('the removed host is still connected');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await ctrl.close().catch(() => undefined);
+    }
+  });
+
   it('save_config round-trips: a target restarted from it exports the same subsystems', async () => {
     const port = await freePort();
     await call('nvmf_create_transport', { trtype: 'tcp', max_io_size: 262144, in_capsule_data_size: 8192 });
@@ -1090,7 +1139,7 @@ describe('nvmf RPC methods on the builtin engine', function () {
     const transports = await call('nvmf_get_transports');
     await client.close();
     await spdk.stop();
-    expect(await portInUse(port)).to.equal(false);
+    expect(await portFreed(port)).to.equal(true);
 
     spdk = await Spdk.start({ engine: 'builtin', cores: [0], config: JSON.parse(JSON.stringify(saved)) });
     client = undefined as unknown as RpcClient;
@@ -1099,7 +1148,34 @@ describe('nvmf RPC methods on the builtin engine', function () {
     expect(spdk.saveConfig()).to.deep.equal(saved);
     expect(await portInUse(port)).to.equal(true);
     await spdk.stop();
-    expect(await portInUse(port)).to.equal(false);
+    expect(await portFreed(port)).to.equal(true);
+  });
+
+  it('an exported lvol comes back after a restart from save_config (nvmf runs after its store is tasted)', async () => {
+    const tmp = tempDir();
+    try {
+      const file = path.join(tmp.dir, 'lvs.img');
+      fs.writeFileSync(file, Buffer.alloc(0));
+      fs.truncateSync(file, 16 << 20);
+      await call('bdev_aio_create', { name: 'A0', filename: file, block_size: 512 });
+      await call('bdev_lvol_create_lvstore', { bdev_name: 'A0', lvs_name: 'lvs0', cluster_sz: 1 << 20 });
+      const lvol = await call<string>('bdev_lvol_create', { lvs_name: 'lvs0', lvol_name: 'vol', size_in_mib: 4 });
+      await call('nvmf_create_transport', { trtype: 'tcp' });
+      await call('nvmf_create_subsystem', { nqn: CNODE1, allow_any_host: true, model_number: lvol });
+      expect(await call('nvmf_subsystem_add_ns', { nqn: CNODE1, namespace: { bdev_name: 'lvs0/vol', nsid: 10 } })).to.equal(10);
+      const saved = spdk.saveConfig();
+      const subsystems = await call('nvmf_get_subsystems');
+      await client.close();
+      await spdk.stop();
+      spdk = await Spdk.start({ engine: 'builtin', cores: [0], config: saved });
+      client = undefined as unknown as RpcClient;
+      expect(await spdk.rpc.call('nvmf_get_subsystems')).to.deep.equal(subsystems);
+      const [bdev] = await spdk.rpc.call('bdev_get_bdevs', { name: lvol });
+      expect(bdev.claimed).to.equal(true);
+    } finally {
+      await spdk.stop();
+      tmp.cleanup();
+    }
   });
 
   it('spdk.nvmf: export, subsystems, listeners, remove', async () => {
@@ -1125,6 +1201,6 @@ describe('nvmf RPC methods on the builtin engine', function () {
       () => expect.fail('deleted subsystem still there'),
       (e: JsonRpcError) => expect({ code: e.code, message: e.message }).to.deep.equal(ENODEV),
     );
-    expect(await portInUse(port)).to.equal(false);
+    expect(await portFreed(port)).to.equal(true);
   });
 });

@@ -338,7 +338,8 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
       return {
         cntlid: q.cntlid,
         qid: q.qid,
-        state: q.state,
+        // SPDK v25.09's nvmf_qpair_state_str calls a working queue pair "enabled".
+        state: q.state === 'active' ? 'enabled' : q.state,
         thread: pollGroupName(q.reactor),
         hostnqn: hostnqn.get(q.cntlid) ?? '',
         listen_address: l ? trid(l) : addressJson(q.listenAddress),
