@@ -427,8 +427,15 @@ describe('nvmf RPC methods: the control plane (recording engine)', () => {
 
     it('an engine that refuses the transport: "Failed to create transport.", nothing created', async () => {
       backend.failNext('createTransport', 98);
-      await expectError('nvmf_create_transport', { trtype: 'tcp' }, { code: -32603, message: 'Failed to create transport.' });
+      await expectOnlyError('nvmf_create_transport', { trtype: 'tcp' }, { code: -32603, message: 'Failed to create transport.' });
+      expect(await call('nvmf_get_transports')).to.deep.equal([]);
+      expect(backend.transport).to.equal(undefined);
+      // The discovery subsystem went to the engine first; it stays there, harmlessly.
+      expect([...backend.subsystems.keys()]).to.deep.equal([DISCOVERY]);
       expect(await call('nvmf_create_transport', { trtype: 'tcp' })).to.equal(true);
+      backend.failNext('setSubsystem', 12);
+      await call('nvmf_subsystem_add_listener', { nqn: DISCOVERY, listen_address: { trtype: 'tcp', traddr: '127.0.0.1', trsvcid: '4420' } }).catch(() => undefined);
+      expect(backend.subsystems.get(DISCOVERY)?.listeners).to.deep.equal([]);
     });
 
     it('nvmf_get_transports: unknown trtype -19, bad params -32602', async () => {

@@ -185,11 +185,12 @@ export class NvmfTarget {
   }
 
   createTransport(state: TransportState, opts: NvmfTransportOpts): void {
+    // Hosts can reach the target once it has a transport: the engine gets the discovery
+    // subsystem first, so that a refusal leaves no transport behind.
+    const discovery = this.subsystems.get(DISCOVERY_NQN);
+    if (discovery && !this.mirrored.has(DISCOVERY_NQN)) this.mirror(discovery);
     this.backend.createTransport(opts);
     this.transport = state;
-    // Hosts can reach the target from now on: give the engine the discovery subsystem.
-    const discovery = this.subsystems.get(DISCOVERY_NQN);
-    if (discovery && !this.mirrored.has(DISCOVERY_NQN)) this.commit(discovery);
   }
 
   /** Creates a subsystem (the backend first). */
@@ -202,11 +203,13 @@ export class NvmfTarget {
    * new description; when it throws, nothing changes here either.
    */
   commit(next: SubsystemState): void {
-    if (next.subtype === 'NVMe' || this.transport !== undefined || this.mirrored.has(next.nqn)) {
-      this.backend.setSubsystem(toDesc(next));
-      this.mirrored.add(next.nqn);
-    }
+    if (next.subtype === 'NVMe' || this.transport !== undefined || this.mirrored.has(next.nqn)) this.mirror(next);
     this.subsystems.set(next.nqn, next);
+  }
+
+  private mirror(s: SubsystemState): void {
+    this.backend.setSubsystem(toDesc(s));
+    this.mirrored.add(s.nqn);
   }
 
   /** Adds a listener to a subsystem, opening its socket when no other subsystem lists it. */
