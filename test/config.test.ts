@@ -83,7 +83,8 @@ describe('SPDK JSON config: load, save_config, restart', function () {
     } finally {
       await first.stop();
     }
-    expect(saved.subsystems.map((s) => s.subsystem)).to.deep.equal(['bdev']);
+    // nvmf is always saved (its start-up settings), as SPDK saves it.
+    expect(saved.subsystems.map((s) => s.subsystem)).to.deep.equal(['bdev', 'nvmf']);
     const methods = (saved.subsystems[0].config ?? []).map((e) => e.method);
     expect(methods).to.deep.equal(['bdev_malloc_create', 'bdev_aio_create', 'bdev_uring_create', 'bdev_malloc_create', 'bdev_wait_for_examine']);
     // Through a file, as an operator would keep it.
@@ -107,12 +108,15 @@ describe('SPDK JSON config: load, save_config, restart', function () {
     const spdk = await Spdk.start({ engine: 'builtin', cores: [0], rpcSocket: sock, config: { subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_malloc_create', params: { name: 'M0', num_blocks: 64, block_size: 512 } }] }] } });
     const c = await RpcClient.connect(sock);
     try {
-      expect(await c.call('framework_get_subsystems')).to.deep.equal([{ subsystem: 'bdev', depends_on: [] }]);
+      expect(await c.call('framework_get_subsystems')).to.deep.equal([
+        { subsystem: 'bdev', depends_on: [] },
+        { subsystem: 'nvmf', depends_on: ['bdev'] },
+      ]);
       const cfg = (await c.call('framework_get_config', { name: 'bdev' })) as Array<{ method: string }>;
       expect(cfg.map((e) => e.method)).to.deep.equal(['bdev_malloc_create', 'bdev_wait_for_examine']);
-      await c.call('framework_get_config', { name: 'nvmf' }).then(
+      await c.call('framework_get_config', { name: 'iscsi' }).then(
         () => expect.fail('resolved'),
-        (e) => expect(e).to.include({ code: -32602, message: "Subsystem 'nvmf' not found" }),
+        (e) => expect(e).to.include({ code: -32602, message: "Subsystem 'iscsi' not found" }),
       );
       await c.call('framework_get_config', {}).then(
         () => expect.fail('resolved'),
@@ -140,13 +144,17 @@ describe('SPDK JSON config: load, save_config, restart', function () {
     try {
       const names = ((await spdk.rpc.call('bdev_get_bdevs')) as Array<{ name: string }>).map((b) => b.name);
       expect(names).to.deep.equal(['Malloc0', 'Aio0', 'Uring0']);
-      const applied = ['bdev_malloc_create', 'bdev_aio_create', 'bdev_uring_create', 'bdev_wait_for_examine'];
+      const applied = ['bdev_malloc_create', 'bdev_aio_create', 'bdev_uring_create', 'bdev_wait_for_examine',
+        'nvmf_set_config', 'nvmf_set_max_subsystems', 'nvmf_set_crdt'];
       const ignored = spdkSaved.subsystems.flatMap((s) => (s.config ?? []).filter((e) => !applied.includes(e.method)));
       expect(ignored.length).to.be.greaterThan(10);
       // What the engine saves again is exactly SPDK's bdev entries, minus the ignored settings.
       const ours = spdk.saveConfig().subsystems[0].config;
       const theirs = spdkSaved.subsystems.find((s) => s.subsystem === 'bdev')?.config?.filter((e) => applied.includes(e.method));
       expect(ours).to.deep.equal(theirs);
+      // The nvmf start-up settings are applied and saved again exactly as SPDK saved them.
+      const nvmf = (cfg: SpdkJsonConfig) => cfg.subsystems.find((s) => s.subsystem === 'nvmf')?.config;
+      expect(nvmf(spdk.saveConfig())).to.deep.equal(nvmf(spdkSaved));
       expect(warnings.length).to.equal(ignored.length);
       for (const e of ignored) expect(warnings.some((w) => w.includes(`/${e.method}:`)), e.method).to.equal(true);
     } finally {

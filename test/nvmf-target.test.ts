@@ -141,6 +141,22 @@ describe('NVMe/TCP target (builtin engine)', function () {
     await spdk.rpc.call('bdev_malloc_delete', { name: 'M1' });
   });
 
+  it('an exported bdev is claimed exclusive_write; deleting it hot-removes its namespace (AER, then Invalid Namespace)', async () => {
+    const bdevs = (await spdk.rpc.call('bdev_get_bdevs', { name: 'M0' })) as Array<{ claimed: boolean; claim_type: string }>;
+    expect(bdevs[0]).to.include({ claimed: true, claim_type: 'exclusive_write' });
+    const c = await connect();
+    await c.setFeatures(FeatureId.AsyncEventConfig, 1 << 8);
+    const aer = c.asyncEventRequest();
+    await spdk.rpc.call('bdev_malloc_delete', { name: 'M0' });
+    const ev = await aer;
+    expect((ev.cqe.dw0 >> 16) & 0xff).to.equal(LogId.ChangedNsList);
+    expect(await c.changedNsList()).to.deep.equal([1]);
+    const r = await c.readCmd(1, 0, 1);
+    expect({ sct: r.cqe.sct, sc: r.cqe.sc }).to.deep.equal({ sct: 0, sc: 0x0b });
+    const subs = (await spdk.rpc.call('nvmf_get_subsystems', { nqn: NQN })) as Array<{ namespaces: unknown[] }>;
+    expect(subs[0].namespaces).to.deep.equal([]);
+  });
+
   it('deleting the subsystem disconnects its hosts and frees the queues', async () => {
     const c = await connect({ ioQueues: 2 });
     await spdk.rpc.call('nvmf_delete_subsystem', { nqn: NQN });

@@ -14,6 +14,8 @@ export interface BdevInfo {
   requiredAlignment: number;
   readOnly: boolean;
   claimed: boolean;
+  /** SPDK's claim type while claimed: 'read_many_write_one' (an lvstore's base), 'exclusive_write' (an NVMe-oF namespace). */
+  claimType?: string;
   /** Why the lvstore found on this bdev when it was created was not loaded (absent: none). */
   tasteError?: string;
   ioTypes: { read: boolean; write: boolean; flush: boolean; unmap: boolean; write_zeroes: boolean };

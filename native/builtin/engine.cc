@@ -240,6 +240,7 @@ Napi::Object JsEngine::DescribeBdev(Napi::Env env, Bdev* b) const {
   o.Set("requiredAlignment", Napi::Number::New(env, b->required_alignment()));
   o.Set("readOnly", Napi::Boolean::New(env, b->read_only()));
   o.Set("claimed", Napi::Boolean::New(env, b->claimed));
+  if (b->claimed) o.Set("claimType", b->claim_type);
   if (!b->taste_error.empty()) o.Set("tasteError", b->taste_error);
   Napi::Object io = Napi::Object::New(env);
   io.Set("read", b->io_type_supported(IoType::kRead));
@@ -316,11 +317,8 @@ Napi::Value JsEngine::DeleteBdev(const Napi::CallbackInfo& info) {
       ThrowSpdkError(env, "lvol bdev " + name + " is deleted with bdev_lvol_delete", EPERM,
                      "bdev_" + driver + "_delete");
     }
-    if (nvmf_claims_.count(b) != 0) {
-      // The RPC layer removes the namespaces of a bdev before deleting it (SPDK's hot remove).
-      ThrowSpdkError(env, "bdev " + name + " is exported by an NVMe-oF subsystem", EBUSY,
-                     "bdev_" + driver + "_delete");
-    }
+    // An exported bdev leaves its subsystem first (SPDK's hot remove of the namespace).
+    if (nvmf_claims_.count(b) != 0) NvmfBdevRemoved(b);
     // Deleting an lvstore's base bdev unloads the store (SPDK's hot remove): its lvols go.
     if (b->claimed && lvol_) {
       lvol_->OnBaseDeleted(b);  // unregisters the lvols (they follow b in bdevs_)

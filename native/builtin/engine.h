@@ -107,6 +107,8 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   NvmfTarget* Nvmf();
   // Closes every connection and listener (reactors still running); blocks briefly.
   void ShutdownNvmf();
+  // A bdev exported as a namespace is being deleted: its namespaces leave their subsystems.
+  void NvmfBdevRemoved(Bdev* b);
   // The lvol module, created on first use (the engine must be running).
   LvolModule* Lvols();
   // stop(), once every lvstore has committed and gone quiet.

@@ -62,7 +62,8 @@ const MODULE_TRAITS: Record<string, { dumpsInfo: boolean; memoryDomains: MemoryD
  * - `aliases`: SPDK's bdev layer adds the UUID as the first alias of every bdev whose name is not
  *   its UUID (bdev_register); it is added here when the engine does not list it.
  * - `claim_type` (written only when claimed): "read_many_write_one", the claim an lvstore takes
- *   on its base bdev (module/blob/bdev/blob_bdev.c), the one claimer of the builtin engine.
+ *   on its base bdev (module/blob/bdev/blob_bdev.c), or "exclusive_write", the NVMe-oF target's
+ *   claim on a namespace's bdev (lib/nvmf/subsystem.c), as the engine reports it.
  * - `supported_io_types`: the engine's read/write/flush/unmap/write_zeroes; every other type is
  *   false because the engine does not implement it (SPDK's malloc also reports reset, zcopy,
  *   abort and copy; aio reports reset).
@@ -100,7 +101,7 @@ export function bdevToJson(info: BdevInfo, bdevs?: { findBdev(name: string): Bde
     assigned_rate_limits: Object.fromEntries(QOS_RATE_LIMIT_NAMES.map((n) => [n, 0])),
     claimed: info.claimed,
   };
-  if (info.claimed) out.claim_type = 'read_many_write_one';
+  if (info.claimed) out.claim_type = info.claimType ?? 'read_many_write_one';
   out.zoned = false;
   out.supported_io_types = Object.fromEntries(BDEV_IO_TYPE_NAMES.map((t) => [t, ioTypes[t] === true]));
   if (traits.memoryDomains.length > 0) out.memory_domains = traits.memoryDomains.map((d) => ({ ...d }));

@@ -127,8 +127,11 @@ class Bdev {
   int open_count = 0;
   // JS thread only. Other names the bdev is found by (an lvol's "<lvstore>/<lvol>").
   std::vector<std::string> aliases;
-  // JS thread only. Set while a module (an lvstore) owns the bdev: no I/O queues may open it.
+  // JS thread only. Set while a module (an lvstore, the NVMe-oF target) owns the bdev: no I/O
+  // queues may open it. claim_type: SPDK's name for the claim ("read_many_write_one" for an
+  // lvstore's base, "exclusive_write" for an exported namespace).
   bool claimed = false;
+  const char* claim_type = "";
   // JS thread only. Why the lvstore found on this bdev at creation was not loaded ("" = none).
   std::string taste_error;
 

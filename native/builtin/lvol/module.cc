@@ -177,6 +177,7 @@ void LvolModule::Taste(Bdev* b) {
   auto store = std::make_shared<Lvstore>(this, b, sb, img.total_data_clusters, img.name);
   store->LoadImage(img, winner);
   b->claimed = true;
+  b->claim_type = "read_many_write_one";
   stores_.push_back(Entry{store, true});
   ApplyView(store, store->InitialView());
   // From here on the md thread owns the store's metadata; the message queue orders our writes
@@ -215,6 +216,7 @@ void LvolModule::CreateLvstore(Bdev* base, const std::string& name, uint64_t clu
   sb.clear_method = clear_method;
   auto store = std::make_shared<Lvstore>(this, base, sb, layout.total_data_clusters, name);
   base->claimed = true;
+  base->claim_type = "read_many_write_one";
   stores_.push_back(Entry{store, false});
   ToMd([this, store, done]() {
     store->Initialize([this, store, done](int err, const std::string& m, Lvol*) {

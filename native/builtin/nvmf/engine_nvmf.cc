@@ -253,6 +253,7 @@ Napi::Value JsEngine::NvmfSetSubsystem(const Napi::CallbackInfo& info) {
   s->ns_gen.fetch_add(1, std::memory_order_release);
   for (Bdev* b : to_claim) {
     b->claimed = true;
+    b->claim_type = "exclusive_write";
     nvmf_claims_.insert(b);
   }
   for (auto& on : removed) {
@@ -270,6 +271,30 @@ Napi::Value JsEngine::NvmfSetSubsystem(const Napi::CallbackInfo& info) {
   if (!changed.empty()) tgt->NotifyNsChanged(s, changed);
   if (discovery_changed) tgt->NotifyDiscoveryChanged();
   return env.Undefined();
+}
+
+void JsEngine::NvmfBdevRemoved(Bdev* b) {
+  if (!nvmf_) return;
+  for (auto& s : nvmf_->Subsystems()) {
+    std::vector<uint32_t> gone;
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      auto table = std::make_shared<NsTable>(*s->ns);
+      for (auto& n : *table) {
+        if (n && n->bdev == b) {
+          n->removed.store(true, std::memory_order_release);
+          gone.push_back(n->nsid);
+          n.reset();
+        }
+      }
+      if (gone.empty()) continue;
+      s->ns = table;
+    }
+    s->ns_gen.fetch_add(1, std::memory_order_release);
+    nvmf_->NotifyNsChanged(s, gone);
+  }
+  b->claimed = false;
+  nvmf_claims_.erase(b);
 }
 
 Napi::Value JsEngine::NvmfDeleteSubsystem(const Napi::CallbackInfo& info) {
