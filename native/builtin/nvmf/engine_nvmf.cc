@@ -409,8 +409,8 @@ Napi::Value JsEngine::NvmfStats(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < nvmf_->group_count(); i++) {
       PollGroup* pg = nvmf_->group(i);
       Napi::Object g = Napi::Object::New(env);
-      auto num = [&](const char* k, const std::atomic<uint64_t>& v) {
-        g.Set(k, Napi::Number::New(env, static_cast<double>(v.load(std::memory_order_relaxed))));
+      auto num = [&](const char* k, const GroupCounter& v) {
+        g.Set(k, Napi::Number::New(env, static_cast<double>(v.Get())));
       };
       g.Set("name", pg->name);
       num("adminQpairs", pg->stats.admin_qpairs);
@@ -420,8 +420,8 @@ Napi::Value JsEngine::NvmfStats(const Napi::CallbackInfo& info) {
       num("pendingBdevIo", pg->stats.pending_bdev_io);
       num("completedNvmeIo", pg->stats.completed_nvme_io);
       groups.Set(static_cast<uint32_t>(i), g);
+      copies += static_cast<double>(pg->stats.data_copies.Get());
     }
-    copies = static_cast<double>(nvmf_->data_copies.load(std::memory_order_relaxed));
   }
   out.Set("pollGroups", groups);
   out.Set("dataCopies", copies);

@@ -136,10 +136,19 @@ class Controller {
   uint64_t discovery_genctr_seen = 0;
 };
 
-// Statistics of one poll group (SPDK's nvmf_get_stats), relaxed atomics.
+// A counter written only by its poll group's reactor and read by any thread: a plain
+// load + store, so the I/O path pays no locked instruction for statistics.
+struct GroupCounter {
+  std::atomic<uint64_t> v{0};
+  void Add(int64_t d) { v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
+  uint64_t Get() const { return v.load(std::memory_order_relaxed); }
+};
+
+// Statistics of one poll group (SPDK's nvmf_get_stats).
 struct PollGroupStats {
-  std::atomic<uint64_t> admin_qpairs{0}, io_qpairs{0}, current_admin_qpairs{0},
-      current_io_qpairs{0}, pending_bdev_io{0}, completed_nvme_io{0};
+  GroupCounter admin_qpairs, io_qpairs, current_admin_qpairs, current_io_qpairs, pending_bdev_io,
+      completed_nvme_io;
+  GroupCounter data_copies;  // bytes of command data copied (out of receive buffers)
 };
 
 class PollGroup {
@@ -228,7 +237,6 @@ class NvmfTarget {
   size_t group_count() const { return groups_.size(); }
   uint64_t NewConnId() { return next_conn_id_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t discovery_genctr() const { return discovery_genctr_.load(std::memory_order_acquire); }
-  std::atomic<uint64_t> data_copies{0};
 
   // Builds the discovery log for `hostnqn` (any thread).
   std::vector<uint8_t> DiscoveryLog(const std::string& hostnqn);

@@ -79,13 +79,16 @@ TcpConn::~TcpConn() {
 
 void TcpConn::OnReadable() {
   if (closing_) return;
-  // Bounded work per wake-up so one busy connection cannot starve the others.
+  // Bounded work per wake-up so one busy connection cannot starve the others; a short read
+  // means the socket is drained for now (the level-triggered epoll set reports more).
   for (int round = 0; round < 16 && !closing_; round++) {
     // Data of the PDU in progress goes straight to its buffer once staging is drained.
     if (staged_off_ == staged_ && rx_.in_data()) {
       struct iovec iov[PduReceiver::kMaxDataIov + 1];
       const int n = rx_.DirectIov(iov, PduReceiver::kMaxDataIov + 1);
       if (n > 0) {
+        size_t asked = 0;
+        for (int i = 0; i < n; i++) asked += iov[i].iov_len;
         const ssize_t got = readv(fd_, iov, n);
         if (got == 0) return Close("host closed the connection");
         if (got < 0) {
@@ -93,10 +96,11 @@ void TcpConn::OnReadable() {
           if (errno == EINTR) continue;
           return Close("receive error");
         }
-        rx_.Advance(static_cast<size_t>(got));
+        if (!rx_.Advance(static_cast<size_t>(got)) || static_cast<size_t>(got) < asked) return;
         continue;
       }
     }
+    bool drained = false;
     if (staged_off_ == staged_) {
       // While large H2CData is expected (R2Ts outstanding), read little more than a header, so
       // the data is read into place instead of into staging (and copied).
@@ -110,13 +114,15 @@ void TcpConn::OnReadable() {
       }
       staged_ = static_cast<size_t>(got);
       staged_off_ = 0;
+      drained = staged_ < want;
     }
     const uint64_t before = rx_.copied_bytes();
     staged_off_ += rx_.Feed(staging_.data() + staged_off_, staged_ - staged_off_);
-    tgt_->data_copies.fetch_add(rx_.copied_bytes() - before, std::memory_order_relaxed);
+    if (rx_.copied_bytes() != before) pg_->stats.data_copies.Add(static_cast<int64_t>(rx_.copied_bytes() - before));
     if (rx_.failed()) {
       return Fatal(rx_.error().fes, rx_.error().fei);
     }
+    if (drained && staged_off_ == staged_ && !rx_.in_data()) break;
   }
   // Data left in the socket is reported again by the level-triggered epoll set; data left in
   // the staging buffer is not, so come back on the next poll.
@@ -498,8 +504,8 @@ void TcpConn::ConnectAdmin(Request* r, const std::shared_ptr<Subsystem>& s, cons
   qid_ = 0;
   ctrlr_ = c;
   subsys_ = s;
-  pg_->stats.admin_qpairs.fetch_add(1, std::memory_order_relaxed);
-  pg_->stats.current_admin_qpairs.fetch_add(1, std::memory_order_relaxed);
+  pg_->stats.admin_qpairs.Add(1);
+  pg_->stats.current_admin_qpairs.Add(1);
   Put16(r->cqe + cqe::kDw0, c->cntlid);
   Complete(r);
 }
@@ -544,8 +550,8 @@ void TcpConn::ConnectIo(Request* r, const std::shared_ptr<Subsystem>& s, const u
   qid_ = qid;
   ctrlr_ = c;
   subsys_ = s;
-  pg_->stats.io_qpairs.fetch_add(1, std::memory_order_relaxed);
-  pg_->stats.current_io_qpairs.fetch_add(1, std::memory_order_relaxed);
+  pg_->stats.io_qpairs.Add(1);
+  pg_->stats.current_io_qpairs.Add(1);
   Put16(r->cqe + cqe::kDw0, c->cntlid);
   Complete(r);
 }
@@ -1158,7 +1164,7 @@ void TcpConn::SubmitBdev(Request* r, IoType type, uint64_t lba, uint64_t nblocks
     io.iovcnt = 0;
   }
   outstanding_io_++;
-  pg_->stats.pending_bdev_io.fetch_add(1, std::memory_order_relaxed);
+  pg_->stats.pending_bdev_io.Add(1);
   r->ch->Submit(&io);
 }
 
@@ -1169,7 +1175,7 @@ void TcpConn::OnBdevDone(BdevIo* io, int status, void* ctx) {
 
 void TcpConn::BdevDone(Request* r, int status) {
   outstanding_io_--;
-  pg_->stats.pending_bdev_io.fetch_sub(1, std::memory_order_relaxed);
+  pg_->stats.pending_bdev_io.Add(-1);
   if (closing_) {
     FreeRequest(r);
     if (Drained()) pg_->Destroyed(this);
@@ -1207,7 +1213,7 @@ void TcpConn::BdevDone(Request* r, int status) {
       SendItem* last = sendq_.back();
       last->release = r;
       r->state = ReqState::kSending;
-      pg_->stats.completed_nvme_io.fetch_add(1, std::memory_order_relaxed);
+      pg_->stats.completed_nvme_io.Add(1);
       pg_->WantFlush(this);
       return;
     }
@@ -1270,7 +1276,7 @@ void TcpConn::Complete(Request* r) {
   it->release = r;
   r->state = ReqState::kSending;
   sendq_.push_back(it);
-  if (qid_ > 0) pg_->stats.completed_nvme_io.fetch_add(1, std::memory_order_relaxed);
+  if (qid_ > 0) pg_->stats.completed_nvme_io.Add(1);
   pg_->WantFlush(this);
 }
 
@@ -1374,7 +1380,7 @@ void TcpConn::Close(const char* /*why*/) {
   if (ctrlr_) {
     Controller* c = ctrlr_.get();
     if (qid_ == 0) {
-      pg_->stats.current_admin_qpairs.fetch_sub(1, std::memory_order_relaxed);
+      pg_->stats.current_admin_qpairs.Add(-1);
       {
         std::lock_guard<std::mutex> lock(c->mu);
         c->admin = QpairRef{};
@@ -1385,7 +1391,7 @@ void TcpConn::Close(const char* /*why*/) {
       auto it = subsys_->ctrlrs.find(c->cntlid);
       if (it != subsys_->ctrlrs.end() && it->second == ctrlr_) subsys_->ctrlrs.erase(it);
     } else if (qid_ > 0) {
-      pg_->stats.current_io_qpairs.fetch_sub(1, std::memory_order_relaxed);
+      pg_->stats.current_io_qpairs.Add(-1);
       std::lock_guard<std::mutex> lock(c->mu);
       if (static_cast<size_t>(qid_) <= c->io.size() && c->io[qid_ - 1].id == id_) {
         c->io[qid_ - 1] = QpairRef{};
