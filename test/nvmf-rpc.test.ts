@@ -358,7 +358,7 @@ describe('nvmf RPC methods: the control plane (recording engine)', () => {
         inCapsuleDataSize: 4096,
         maxIoSize: 131072,
         ioUnitSize: 131072,
-        maxR2tPerCmd: 1,
+        numSharedBuffers: 511,
         c2hSuccess: true,
         maxAqDepth: 128,
       });

@@ -84,6 +84,32 @@ describe('NVMe/TCP target (builtin engine)', function () {
     expect(afterReads - afterWrites, 'bytes copied for 4 MiB of reads').to.equal(0);
   });
 
+  it('a small shared-buffer budget: 32 large writes and reads queued at once wait for buffers and all complete with the right data', async () => {
+    // Another target whose transport has 4 shared buffers of 128 KiB (256 KiB per poll group).
+    const small = await Spdk.start({ engine: 'builtin', cores: [0] });
+    try {
+      const p2 = await freePort();
+      await small.rpc.call('bdev_malloc_create', { name: 'S0', num_blocks: 65536, block_size: 512 });
+      await small.rpc.call('nvmf_create_transport', { trtype: 'TCP', num_shared_buffers: 4, buf_cache_size: 0 });
+      await small.rpc.call('nvmf_create_subsystem', { nqn: NQN, allow_any_host: true });
+      await small.rpc.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'S0' } });
+      await small.rpc.call('nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(p2) } });
+      const c = await NvmeTcpController.connect({ host: '127.0.0.1', port: p2, subnqn: NQN, ioQueues: 2 } as never);
+      try {
+        await c.identifyNamespace(1);
+        const chunks = Array.from({ length: 32 }, (_, i) => pattern(128 * KIB, 100 + i));
+        const w = await Promise.all(chunks.map((d, i) => c.write(1, i * 256, d, { queue: c.io[i % 2] } as never)));
+        for (const x of w) expect(x.cqe.status).to.equal(0);
+        const r = await Promise.all(chunks.map((_, i) => c.read(1, i * 256, 256, { queue: c.io[i % 2] } as never)));
+        r.forEach((b, i) => expect(b.equals(chunks[i]), `chunk ${i}`).to.equal(true));
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('in-capsule writes are copied once out of the receive buffer (counted)', async () => {
     const c = await connect();
     const before = copies();

@@ -87,8 +87,8 @@ export interface NvmfTransportOpts {
   inCapsuleDataSize: number;
   maxIoSize: number;
   ioUnitSize: number;
-  /** R2Ts outstanding per command the target accepts (NVMe/TCP MAXR2T, 1-based here). */
-  maxR2tPerCmd: number;
+  /** Buffers of ioUnitSize bytes shared by the poll groups: the data in flight at once (SPDK's num_shared_buffers). */
+  numSharedBuffers: number;
   /** C2HData SUCCESS flag allowed (SPDK's c2h_success). */
   c2hSuccess: boolean;
   /** Admin queue depth (SPDK's max_aq_depth). */

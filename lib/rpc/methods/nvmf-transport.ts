@@ -133,8 +133,7 @@ export function nativeTransportOpts(t: TransportState): NvmfTransportOpts {
     inCapsuleDataSize: t.in_capsule_data_size,
     maxIoSize: t.max_io_size,
     ioUnitSize: t.io_unit_size,
-    // SPDK's target never has more than one R2T outstanding per command.
-    maxR2tPerCmd: 1,
+    numSharedBuffers: t.num_shared_buffers,
     c2hSuccess: t.c2h_success,
     maxAqDepth: t.max_aq_depth,
   };

@@ -100,12 +100,14 @@ Napi::Value JsEngine::NvmfCreateTransport(const Napi::CallbackInfo& info) {
   opts.max_io_size = U32(o, "maxIoSize", opts.max_io_size);
   opts.io_unit_size = U32(o, "ioUnitSize", opts.io_unit_size);
   opts.max_aq_depth = U32(o, "maxAqDepth", opts.max_aq_depth);
+  opts.num_shared_buffers = U32(o, "numSharedBuffers", opts.num_shared_buffers);
   Napi::Value c2h = o.Get("c2hSuccess");
   if (c2h.IsBoolean()) opts.c2h_success = c2h.As<Napi::Boolean>().Value();
   if (opts.max_queue_depth < 2 || opts.max_queue_depth > 65535 || opts.max_aq_depth < 2 ||
       opts.max_aq_depth > 4096 || opts.max_io_qpairs_per_ctrlr < 1 ||
       opts.max_io_qpairs_per_ctrlr > 65535 || opts.max_io_size < 4096 ||
-      opts.max_io_size > (1u << 24) || opts.in_capsule_data_size > (1u << 20)) {
+      opts.max_io_size > (1u << 24) || opts.in_capsule_data_size > (1u << 20) ||
+      opts.io_unit_size == 0 || opts.num_shared_buffers == 0) {
     ThrowSpdkError(env, "transport options out of range", EINVAL, op);
   }
   const int rc = Nvmf()->CreateTransport(opts);

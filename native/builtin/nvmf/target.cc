@@ -105,6 +105,36 @@ PollGroup::~PollGroup() {
   }
 }
 
+bool PollGroup::Reserve(uint32_t len) {
+  if (reserved_ + len > budget_ || !buf_waiters_.empty()) return false;  // FIFO behind waiters
+  reserved_ += len;
+  return true;
+}
+
+void PollGroup::WaitForBuffer(uint64_t conn_id, uint16_t req_idx) {
+  buf_waiters_.emplace_back(conn_id, req_idx);
+}
+
+void PollGroup::Release(uint32_t len) {
+  reserved_ -= std::min<uint64_t>(len, reserved_);
+  if (resuming_) return;  // the loop below picks up the room
+  resuming_ = true;
+  while (!buf_waiters_.empty()) {
+    const auto [id, idx] = buf_waiters_.front();
+    TcpConn* c = Find(id);
+    if (c == nullptr || c->closing()) {
+      buf_waiters_.pop_front();
+      continue;
+    }
+    const uint32_t need = c->RequestLength(idx);
+    if (reserved_ + need > budget_) break;
+    buf_waiters_.pop_front();
+    reserved_ += need;
+    c->ResumeWithBuffer(idx);
+  }
+  resuming_ = false;
+}
+
 void PollGroup::Start() {
   poller_ = reactor_->RegisterPoller("nvmf_tcp", [this]() { return Poll(); });
   timer_ = reactor_->RegisterPoller("nvmf_timers", [this]() { return TimedChecks(); }, 100000);
@@ -270,6 +300,10 @@ int NvmfTarget::CreateTransport(const NvmfOpts& opts) {
   if (has_transport_) return -EEXIST;
   opts_ = opts;
   has_transport_ = true;
+  // Each poll group's share of the transport's buffers (no connection exists yet: the first
+  // arrives through a reactor message, after this).
+  const uint64_t share = static_cast<uint64_t>(opts.num_shared_buffers) * opts.io_unit_size / groups_.size();
+  for (auto& g : groups_) g->budget_ = std::max<uint64_t>(share, 2ull * opts.max_io_size);
   return 0;
 }
 

@@ -47,6 +47,7 @@ struct NvmfOpts {
   uint32_t io_unit_size = 131072;
   uint32_t max_aq_depth = 128;
   bool c2h_success = true;
+  uint32_t num_shared_buffers = 511;
 };
 
 struct ListenAddr {
@@ -172,6 +173,13 @@ class PollGroup {
   // Data buffers (4 KiB aligned), cached per size class.
   uint8_t* GetBuffer(uint32_t len, uint32_t* cap);
   void PutBuffer(uint8_t* buf, uint32_t cap);
+  // The budget of data-transfer bytes in flight (SPDK's num_shared_buffers x io_unit_size,
+  // shared out over the poll groups). Reserve fails when it is spent; WaitForBuffer queues a
+  // request that Release resumes (in order) once there is room.
+  bool Reserve(uint32_t len);
+  void Release(uint32_t len);
+  void WaitForBuffer(uint64_t conn_id, uint16_t req_idx);
+  uint64_t budget() const { return budget_; }
   void Destroyed(TcpConn* c);  // a closed connection finished draining
 
   Reactor* reactor() const { return reactor_; }
@@ -201,6 +209,9 @@ class PollGroup {
   };
   std::unordered_map<Namespace*, Chan> channels_;
   std::vector<std::vector<uint8_t*>> buf_cache_;  // by size class
+  uint64_t budget_ = 0, reserved_ = 0;
+  std::deque<std::pair<uint64_t, uint16_t>> buf_waiters_;
+  bool resuming_ = false;
   friend class NvmfTarget;  // registers listening sockets in group 0's epoll set
 };
 

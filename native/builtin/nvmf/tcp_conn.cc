@@ -23,6 +23,8 @@ constexpr size_t kStagingSize = 64 * 1024;
 // Receive size after a PDU with large data: a header with digest and padding fits.
 constexpr size_t kPeekSize = 256;
 constexpr uint32_t kLargeData = 16384;
+// A free request keeps a data buffer up to this size (in-capsule data needs one at once).
+constexpr uint32_t kKeepBufferCap = 8192;
 // NVMe/TCP: the admin queue accepts 8 KiB of in-capsule data (Connect's 1 KiB included).
 constexpr uint32_t kAdminIcdSize = 8192;
 // Maximum data per H2CData PDU the target accepts (ICResp MAXH2CDATA).
@@ -66,8 +68,8 @@ TcpConn::TcpConn(PollGroup* pg, uint64_t id, int fd, const ListenAddr& local,
 
 TcpConn::~TcpConn() {
   for (Request& r : reqs_) {
+    ReleaseBuffers(&r);
     pg_->PutBuffer(r.buf, r.buf_cap);
-    pg_->PutBuffer(r.buf2, r.buf2_cap);
   }
   for (SendItem* it : sendq_) delete it;
   for (SendItem* it : free_items_) delete it;
@@ -287,7 +289,28 @@ void TcpConn::FreeRequest(Request* r) {
   r->state = ReqState::kFree;
   r->ns.reset();
   r->ch = nullptr;
+  ReleaseBuffers(r);
   free_reqs_.push_back(r->idx);
+}
+
+void TcpConn::ReleaseBuffers(Request* r) {
+  // Large buffers go back to the poll group (a free request keeps only a small one, for the
+  // next in-capsule command), and so does the budget they were reserved from.
+  if (r->buf_cap > kKeepBufferCap) {
+    pg_->PutBuffer(r->buf, r->buf_cap);
+    r->buf = nullptr;
+    r->buf_cap = 0;
+  }
+  if (r->buf2 != nullptr) {
+    pg_->PutBuffer(r->buf2, r->buf2_cap);
+    r->buf2 = nullptr;
+    r->buf2_cap = 0;
+  }
+  if (r->reserved > 0) {
+    const uint32_t n = r->reserved;
+    r->reserved = 0;
+    pg_->Release(n);
+  }
 }
 
 bool TcpConn::EnsureBuffer(Request* r, uint32_t len) {
@@ -358,10 +381,36 @@ void TcpConn::StartCommand(Request* r) {
     return Complete(r);
   }
   r->len = sgl_len;
-  if (!EnsureBuffer(r, sgl_len)) {
+  // Transfers through the transport take their buffer from the poll group's budget (SPDK's
+  // shared buffer pool): when it is spent, the command waits for a buffer before its R2T or
+  // its read, so memory stays bounded whatever the hosts queue.
+  if (!pg_->Reserve(sgl_len)) {
+    r->state = ReqState::kWaitBuffer;
+    pg_->WaitForBuffer(id_, r->idx);
+    return;
+  }
+  r->reserved = sgl_len;
+  StartTransfer(r);
+}
+
+void TcpConn::ResumeWithBuffer(uint16_t idx) {
+  Request* r = &reqs_[idx];
+  if (closing_ || r->state != ReqState::kWaitBuffer) {
+    pg_->Release(r->len);
+    return;
+  }
+  r->reserved = r->len;
+  StartTransfer(r);
+}
+
+void TcpConn::StartTransfer(Request* r) {
+  const uint32_t len = r->len;
+  if (!EnsureBuffer(r, len)) {
     SetStatus(r, nvme::kSctGeneric, sc::kInternalDeviceError);
     return Complete(r);
   }
+  const uint8_t opc = r->sqe[sqe::kOpc];
+  const uint8_t dir = opc == nvme::opc::kFabrics ? (r->sqe[sqe::kFctype] & 3) : (opc & 3);
   if (dir == 2) {
     r->c2h = true;
     return Execute(r);
@@ -370,9 +419,9 @@ void TcpConn::StartCommand(Request* r) {
   // of at most MAXH2CDATA.
   r->state = ReqState::kWaitH2C;
   r->h2c_offset = 0;
-  if (sgl_len >= kLargeData) r2t_large_++;
+  if (len >= kLargeData) r2t_large_++;
   SendItem* it = NewItem();
-  it->hdr_len = BuildR2T(it->hdr, params_, r->cid, r->idx, 0, sgl_len);
+  it->hdr_len = BuildR2T(it->hdr, params_, r->cid, r->idx, 0, len);
   sendq_.push_back(it);
   pg_->WantFlush(this);
 }

@@ -41,6 +41,10 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   // Starts closing: no more receive; the connection is destroyed once its bdev I/O drained.
   void Close(const char* why);
   bool Drained() const { return closing_ && outstanding_io_ == 0; }
+  // The poll group's buffer budget has room again for request `idx` (waiting in kWaitBuffer);
+  // it has reserved the request's length already.
+  void ResumeWithBuffer(uint16_t idx);
+  uint32_t RequestLength(uint16_t idx) const { return reqs_[idx].len; }
   // Admin qpair: keep-alive expiry (now in us); true if it closed.
   bool CheckKeepAlive(uint64_t now_us);
   // Admin qpair: queue an asynchronous event (type/info/log page packed as in CQE dw0).
@@ -55,7 +59,7 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   bool want_flush = false;
 
  private:
-  enum class ReqState : uint8_t { kFree, kRecvCapsule, kWaitH2C, kExecuting, kSending };
+  enum class ReqState : uint8_t { kFree, kRecvCapsule, kWaitBuffer, kWaitH2C, kExecuting, kSending };
   struct Request {
     TcpConn* conn = nullptr;
     uint16_t idx = 0;
@@ -66,6 +70,7 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
     uint8_t* buf = nullptr;  // data buffer (from the poll group cache)
     uint32_t buf_cap = 0;
     uint32_t len = 0;  // data length of the command
+    uint32_t reserved = 0;  // bytes reserved from the poll group's buffer budget
     uint32_t h2c_offset = 0;  // next expected H2CData offset
     bool digest_error = false;
     bool c2h = false;  // data goes to the host
@@ -95,6 +100,9 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   Request* AllocRequest();
   void FreeRequest(Request* r);
   void StartCommand(Request* r);
+  // Buffer reserved: send the R2T (host-to-controller data) or execute (controller-to-host).
+  void StartTransfer(Request* r);
+  void ReleaseBuffers(Request* r);
   void Execute(Request* r);
   void ExecuteFabrics(Request* r);
   void ExecuteAdmin(Request* r);
