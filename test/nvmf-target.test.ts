@@ -183,6 +183,28 @@ describe('NVMe/TCP target (builtin engine)', function () {
     expect(subs[0].namespaces).to.deep.equal([]);
   });
 
+  it('Abort: an outstanding AER is aborted (Aborted by Request); a command that is not queued is "not aborted", on either reactor', async () => {
+    const c = await connect({ ioQueues: 2 });
+    const abort = (sqid: number, cid: number) => {
+      const s = Buffer.alloc(64);
+      s[0] = 0x08;
+      s.writeUInt32LE(sqid | (cid << 16), 40);
+      return c.exec(c.admin, s);
+    };
+    const aer = c.asyncEventRequest();
+    const aerCid = (c.admin as unknown as { nextCid: number }).nextCid - 1;
+    const a = await abort(0, aerCid);
+    expect(a.cqe.status).to.equal(0);
+    expect(a.cqe.dw0 & 1, 'aborted').to.equal(0);
+    const ev = await aer;
+    expect({ sct: ev.cqe.sct, sc: ev.cqe.sc }).to.deep.equal({ sct: 0, sc: 0x07 });
+    for (const sqid of [1, 2]) {
+      const n = await abort(sqid, 0x1234);
+      expect(n.cqe.status).to.equal(0);
+      expect(n.cqe.dw0 & 1, `not aborted on qid ${sqid}`).to.equal(1);
+    }
+  });
+
   it('deleting the subsystem disconnects its hosts and frees the queues', async () => {
     const c = await connect({ ioQueues: 2 });
     await spdk.rpc.call('nvmf_delete_subsystem', { nqn: NQN });

@@ -380,11 +380,26 @@ int NvmfTarget::StopListen(const ListenAddr& a) {
     }
   }
   if (!l) return -ENOENT;
+  // The socket is closed by reactor 0, which accepts on it, and the caller waits for that, so
+  // the port is free again when this returns (a listener added back at once binds).
+  struct Done {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto d = std::make_shared<Done>();
   PollGroup* pg0 = groups_[0].get();
-  pg0->reactor()->Send([pg0, l]() {
+  pg0->reactor()->Send([pg0, l, d]() {
     epoll_ctl(pg0->epfd_, EPOLL_CTL_DEL, l->fd, nullptr);
     close(l->fd);
+    std::lock_guard<std::mutex> lock(d->m);
+    d->done = true;
+    d->cv.notify_one();
   });
+  {
+    std::unique_lock<std::mutex> lock(d->m);
+    d->cv.wait_for(lock, std::chrono::seconds(2), [&]() { return d->done; });
+  }
   NotifyDiscoveryChanged();
   return 0;
 }

@@ -1074,21 +1074,64 @@ void TcpConn::Abort(Request* r) {
   const uint32_t cdw10 = Le32(r->sqe + sqe::kCdw10);
   const uint16_t sqid = cdw10 & 0xFFFF;
   const uint16_t cid = cdw10 >> 16;
-  uint32_t not_aborted = 1;
   if (sqid == 0) {
-    for (size_t i = 0; i < aers_.size(); i++) {
-      if (aers_[i]->cid == cid) {
-        Request* a = aers_[i];
-        aers_.erase(aers_.begin() + static_cast<long>(i));
-        SetStatus(a, nvme::kSctGeneric, sc::kAbortedByRequest);
-        Complete(a);
-        not_aborted = 0;
-        break;
-      }
+    Put32(r->cqe + cqe::kDw0, AbortQueued(cid) ? 0 : 1);
+    return Complete(r);
+  }
+  // An I/O queue, possibly on another reactor: ask it, and complete the Abort when it answers.
+  QpairRef q;
+  {
+    std::lock_guard<std::mutex> lock(ctrlr_->mu);
+    if (sqid <= ctrlr_->io.size()) q = ctrlr_->io[sqid - 1];
+  }
+  if (q.pg == nullptr) {
+    Put32(r->cqe + cqe::kDw0, 1);
+    return Complete(r);
+  }
+  PollGroup* home = pg_;
+  const uint64_t self = id_;
+  const uint16_t idx = r->idx;
+  q.pg->reactor()->Send([q, cid, home, self, idx]() {
+    TcpConn* target = q.pg->Find(q.id);
+    const bool aborted = target != nullptr && target->AbortQueued(cid);
+    home->reactor()->Send([home, self, idx, aborted]() {
+      TcpConn* admin = home->Find(self);
+      if (admin != nullptr) admin->FinishAbort(idx, aborted);
+    });
+  });
+}
+
+void TcpConn::FinishAbort(uint16_t idx, bool aborted) {
+  Request* r = &reqs_[idx];
+  if (closing_ || r->state != ReqState::kExecuting) return;
+  Put32(r->cqe + cqe::kDw0, aborted ? 0 : 1);
+  Complete(r);
+  pg_->WantFlush(this);
+}
+
+bool TcpConn::AbortQueued(uint16_t cid) {
+  if (closing_) return false;
+  // An outstanding Asynchronous Event Request (admin queue).
+  for (size_t i = 0; i < aers_.size(); i++) {
+    if (aers_[i]->cid == cid) {
+      Request* a = aers_[i];
+      aers_.erase(aers_.begin() + static_cast<long>(i));
+      SetStatus(a, nvme::kSctGeneric, sc::kAbortedByRequest);
+      Complete(a);
+      return true;
     }
   }
-  Put32(r->cqe + cqe::kDw0, not_aborted);
-  Complete(r);
+  // A command still waiting for a data buffer (no data has moved yet).
+  for (Request& x : reqs_) {
+    if (x.state == ReqState::kWaitBuffer && x.cid == cid) {
+      x.state = ReqState::kExecuting;  // the poll group's waiter entry is skipped from now on
+      SetStatus(&x, nvme::kSctGeneric, sc::kAbortedByRequest);
+      Complete(&x);
+      pg_->WantFlush(this);
+      return true;
+    }
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------

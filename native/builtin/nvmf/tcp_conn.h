@@ -45,6 +45,11 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   // it has reserved the request's length already.
   void ResumeWithBuffer(uint16_t idx);
   uint32_t RequestLength(uint16_t idx) const { return reqs_[idx].len; }
+  // Aborts command `cid` if it has not started moving data (an AER, a command waiting for a
+  // buffer); true when it was aborted.
+  bool AbortQueued(uint16_t cid);
+  // The Abort command `idx` (this admin queue) learnt its answer from another reactor.
+  void FinishAbort(uint16_t idx, bool aborted);
   // Admin qpair: keep-alive expiry (now in us); true if it closed.
   bool CheckKeepAlive(uint64_t now_us);
   // Admin qpair: queue an asynchronous event (type/info/log page packed as in CQE dw0).
