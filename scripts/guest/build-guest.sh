@@ -53,14 +53,6 @@ release=${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}
 packages=linux-image-amd64,nvme-cli,e2fsprogs,kmod,iproute2,util-linux
 stamp_want="release=$release packages=$packages build=$(cat "$0" "$here/guest-init.sh" | sha256sum | cut -c1-16)"
 
-if [ "$force" = 0 ] && [ -f "$dir/stamp" ] && [ "$(cat "$dir/stamp")" = "$stamp_want" ] \
-  && [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ] && [ -s "$dir/root.img" ]; then
-  say "up to date in $dir ($stamp_want)"
-  exit 0
-fi
-
-[ "$(id -u)" = 0 ] || die "needs root (debootstrap and chroot)"
-
 need_tools() {
   local missing=()
   command -v debootstrap >/dev/null || missing+=(debootstrap)
@@ -69,19 +61,24 @@ need_tools() {
   echo "${missing[@]}"
 }
 missing=$(need_tools)
-if [ -n "$missing" ]; then
-  if [ "$install_tools" = 1 ]; then
-    say "installing $missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null
-    missing=$(need_tools)
-    [ -z "$missing" ] || die "still missing after apt-get install: $missing"
-  else
-    die "missing $missing: run with --install-tools (apt-get install -y qemu-system-x86 debootstrap e2fsprogs)"
-  fi
+if [ -n "$missing" ] && [ "$install_tools" = 1 ]; then
+  say "installing $missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  missing=$(need_tools)
+  [ -z "$missing" ] || die "still missing after apt-get install: $missing"
 fi
+
+if [ "$force" = 0 ] && [ -f "$dir/stamp" ] && [ "$(cat "$dir/stamp")" = "$stamp_want" ] \
+  && [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ] && [ -s "$dir/root.img" ]; then
+  say "up to date in $dir ($stamp_want)"
+  exit 0
+fi
+
+[ -z "$missing" ] || die "missing $missing: run with --install-tools (apt-get install -y qemu-system-x86 debootstrap e2fsprogs)"
+[ "$(id -u)" = 0 ] || die "needs root (debootstrap and chroot)"
 
 if [ -z "$mirror" ]; then
   # The mirror the host's apt uses for its own release (deb822 .sources or one-line .list).
