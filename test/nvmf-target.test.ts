@@ -170,6 +170,10 @@ describe('NVMe/TCP target (builtin engine)', function () {
   it('an exported bdev is claimed exclusive_write; deleting it hot-removes its namespace (AER, then Invalid Namespace)', async () => {
     const bdevs = (await spdk.rpc.call('bdev_get_bdevs', { name: 'M0' })) as Array<{ claimed: boolean; claim_type: string }>;
     expect(bdevs[0]).to.include({ claimed: true, claim_type: 'exclusive_write' });
+    await spdk.bdev.open('M0').then(
+      () => expect.fail('opened a claimed bdev'),
+      (e: Error) => expect(e.message).to.match(/claimed \(an NVMe-oF subsystem exports it\)/),
+    );
     const c = await connect();
     await c.setFeatures(FeatureId.AsyncEventConfig, 1 << 8);
     const aer = c.asyncEventRequest();

@@ -66,7 +66,10 @@ JsIoQueue::JsIoQueue(const Napi::CallbackInfo& info)
   bdev_ = engine_->FindBdev(name);
   if (bdev_ == nullptr) ThrowSpdkError(env, "no bdev named '" + name + "'", ENODEV, op);
   if (bdev_->claimed) {
-    ThrowSpdkError(env, "bdev " + bdev_->name() + " is claimed (an lvstore lives on it)", EBUSY, op);
+    const std::string who = std::string(bdev_->claim_type) == "exclusive_write"
+                                ? "an NVMe-oF subsystem exports it"
+                                : "an lvstore lives on it";
+    ThrowSpdkError(env, "bdev " + bdev_->name() + " is claimed (" + who + ")", EBUSY, op);
   }
   int reactor_index = info[2].As<Napi::Number>().Int32Value();
   reactor_ = engine_->GetReactor(reactor_index);
