@@ -1,0 +1,256 @@
+/**
+ * The builtin engine's NVMe/TCP target against SPDK's own nvmf_tgt, both driven by SPDK's
+ * spdk_nvme_perf over loopback TCP.
+ *
+ *   npm run bench                  # or: node dist/bench/nvmf-target.js [--seconds 3] [--rounds 3]
+ *
+ * Each target serves the same kind of bdev (a 128 MiB malloc bdev, 4 KiB blocks) on one core:
+ *  - builtin: `spdk-node target --engine builtin --cores 1 --polling` run under `taskset -c 1`
+ *    (the reactor busy-polls core 1; the process's JS thread sleeps on the same core);
+ *  - SPDK:    `nvmf_tgt -m 0x2` (its reactor polls core 1) run under `taskset -c 1`;
+ * both configured through the same JSON-RPC calls with SPDK's default TCP transport options.
+ * spdk_nvme_perf runs under `taskset -c 0` with `-c 0x1` (one initiator core, one I/O queue).
+ * This script pins itself to core 0 too; it sleeps while perf runs.
+ *
+ * Workloads: 4 KiB randread and randwrite at QD 1, 32 and 128; 128 KiB sequential read and write
+ * at QD 32. Only one target runs at a time (both busy-poll core 1): both are started once, and
+ * the one not being measured is frozen with SIGSTOP (no host is connected to it then). Each
+ * workload runs on one target then on the other, the order flipping from run to run, `rounds`
+ * times; so the two sides of a ratio are measured seconds apart.
+ * Reported per workload: medians over the rounds of IOPS, MiB/s and average latency (spdk_nvme_perf's
+ * "Total" line) and the ratios builtin/SPDK (IOPS: higher is better; latency: lower is better).
+ * Any I/O error reported by perf fails the run.
+ */
+import { execFileSync, spawn, spawnSync, ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as net from 'node:net';
+import { RpcClient } from '../lib/rpc';
+import { findSpdkBinary } from '../test/helpers/spdk-install';
+import { arg, median, pinToCore0 } from './common';
+
+const NQN = 'nqn.2016-06.io.spdk:bench1';
+const BLOCK = 4096;
+const BDEV_BYTES = 128 << 20;
+
+interface Workload {
+  name: string;
+  rw: 'randread' | 'randwrite' | 'read' | 'write';
+  bs: number;
+  qd: number;
+}
+
+const WORKLOADS: Workload[] = [
+  ...[1, 32, 128].map((qd) => ({ name: '4 KiB randread', rw: 'randread' as const, bs: 4096, qd })),
+  ...[1, 32, 128].map((qd) => ({ name: '4 KiB randwrite', rw: 'randwrite' as const, bs: 4096, qd })),
+  { name: '128 KiB seq read', rw: 'read', bs: 131072, qd: 32 },
+  { name: '128 KiB seq write', rw: 'write', bs: 131072, qd: 32 },
+];
+
+type Side = 'builtin' | 'spdk';
+
+interface Sample {
+  iops: number;
+  mibs: number;
+  avgUs: number;
+}
+
+interface Target {
+  proc: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const children = new Set<ChildProcess>();
+
+/** A TCP port nobody listens on now (bind 127.0.0.1:0, read, close). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `argv` under `taskset -c 1`, waits for its JSON-RPC socket, and configures the export. */
+async function startTarget(side: Side, nvmfTgt: string): Promise<Target> {
+  const socket = path.join(os.tmpdir(), `spdk-node-bench-nvmf-${side}-${process.pid}.sock`);
+  fs.rmSync(socket, { force: true });
+  const argv =
+    side === 'builtin'
+      ? [process.execPath, path.join(__dirname, '..', 'lib', 'cli', 'main.js'), 'target', '--engine', 'builtin', '--cores', '1', '--polling', '--no-default-bdev', '--rpc-socket', socket]
+      : // -u: no PCI probing (Debian's DPDK would probe the VM's NIC); no lock file, so another
+        // SPDK app on this machine holding core 1's lock does not stop the benchmark.
+        [nvmfTgt, '--no-huge', '-s', '1024', '-m', '0x2', '-u', '--disable-cpumask-locks', '-r', socket];
+  // Output to a file, not a pipe: perf runs synchronously, and a full pipe would stall the target.
+  const logPath = `${socket}.log`;
+  const logFd = fs.openSync(logPath, 'w');
+  const proc = spawn('taskset', ['-c', '1', ...argv], { stdio: ['ignore', logFd, logFd] });
+  fs.closeSync(logFd);
+  children.add(proc);
+  const log = (): string => fs.readFileSync(logPath, 'utf8');
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    children.delete(proc);
+    fs.rmSync(socket, { force: true });
+    fs.rmSync(logPath, { force: true });
+  };
+  const deadline = Date.now() + 30000;
+  let client: RpcClient | undefined;
+  while (!client) {
+    if (proc.exitCode !== null) throw new Error(`${side} target exited early (${proc.exitCode}):\n${log()}`);
+    try {
+      const c = await RpcClient.connect(socket);
+      await c.call('spdk_get_version');
+      client = c;
+    } catch {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`${side} target did not answer on ${socket} within 30 s:\n${log()}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const port = await freePort();
+  try {
+    await client.call('bdev_malloc_create', { name: 'Malloc0', num_blocks: BDEV_BYTES / BLOCK, block_size: BLOCK });
+    await client.call('nvmf_create_transport', { trtype: 'TCP' });
+    await client.call('nvmf_create_subsystem', { nqn: NQN, allow_any_host: true, serial_number: 'BENCH0000000001', model_number: 'nvmf-target bench' });
+    await client.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'Malloc0' } });
+    await client.call('nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
+  } catch (e) {
+    await client.close();
+    const text = log();
+    await stop();
+    throw new Error(`${side} target: configuration failed: ${(e as Error).message}\n${text}`);
+  }
+  await client.close();
+  return { proc, port, stop };
+}
+
+/** One spdk_nvme_perf run on core 0; throws on any error it reports. */
+function perf(bin: string, port: number, w: Workload, seconds: number): Sample {
+  const args = ['-c', '0', bin, '--no-huge', '-s', '1024', '-c', '0x1', '-q', String(w.qd), '-o', String(w.bs), '-w', w.rw, '-t', String(seconds), '-r', `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}`];
+  const r = spawnSync('taskset', args, { encoding: 'utf8', timeout: (seconds + 30) * 1000, killSignal: 'SIGKILL' });
+  const all = `${r.stdout}\n${r.stderr}`;
+  const m = /^Total\s*:\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)/m.exec(r.stdout ?? '');
+  if (r.status !== 0 || !m || /completed with error|starting I\/O failed/.test(all)) {
+    throw new Error(`taskset ${args.join(' ')} -> status ${r.status} signal ${r.signal}\n${all.slice(-3000)}`);
+  }
+  return { iops: Number(m[1]), mibs: Number(m[2]), avgUs: Number(m[3]) };
+}
+
+function buildsRunning(): string[] {
+  const running = (args: string[]): boolean => spawnSync('pgrep', args).status === 0;
+  return (
+    [
+      ['node-gyp', ['-f', 'node-gyp']],
+      ['make', ['-x', 'make']],
+      ['cc1plus', ['-x', 'cc1plus']],
+    ] as Array<[string, string[]]>
+  )
+    .filter(([, a]) => running(a))
+    .map(([n]) => n);
+}
+
+function busyNote(): string {
+  const builds = buildsRunning();
+  const spdkApps = spawnSync('pgrep', ['-a', '-f', 'nvmf_tgt|spdk_tgt|bdevperf|nvme_fuzz|spdk_nvme_perf|spdk_nvme_identify'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter(Boolean);
+  const apps = spdkApps.map((l) => path.basename(l.split(' ')[1] ?? '')).join(',');
+  return `loadavg ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; builds running: ${builds.join(',') || 'none'}; other SPDK processes: ${apps || 'none'}`;
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en');
+
+async function main(): Promise<void> {
+  const nvmfTgt = findSpdkBinary('nvmf_tgt');
+  const perfBin = findSpdkBinary('spdk_nvme_perf');
+  if (!nvmfTgt || !perfBin) {
+    console.log('# nvmf-target: skipped: SPDK nvmf_tgt / spdk_nvme_perf not found (build SPDK v25.09 and install it where pkg-config finds it, or set SPDK_DIR)');
+    return;
+  }
+  pinToCore0(); // this script sleeps on core 0 while perf runs there
+  const seconds = arg('seconds', 3);
+  const rounds = arg('rounds', 3);
+  const samples: Record<Side, Sample[][]> = { builtin: WORKLOADS.map(() => []), spdk: WORKLOADS.map(() => []) };
+
+  console.log(`# nvmf-target: spdk_nvme_perf (core 0) -> NVMe/TCP loopback -> target (one core, 1, polling), malloc ${BDEV_BYTES >> 20} MiB ${BLOCK} B blocks; ${seconds}s x ${rounds} rounds, the two targets alternating per workload (the idle one SIGSTOPped)`);
+  console.log(`# ${new Date().toISOString()} node ${process.version} ${execFileSync('uname', ['-r']).toString().trim()}; start: ${busyNote()}`);
+  // Both targets stay up; the one not measured is frozen with SIGSTOP (both would otherwise
+  // busy-poll core 1), so the two sides alternate per workload, seconds apart.
+  const targets: Record<Side, Target> = { builtin: await startTarget('builtin', nvmfTgt), spdk: undefined as unknown as Target };
+  targets.builtin.proc.kill('SIGSTOP');
+  let busyRuns = 0;
+  let runs = 0;
+  try {
+    targets.spdk = await startTarget('spdk', nvmfTgt);
+    targets.spdk.proc.kill('SIGSTOP');
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < WORKLOADS.length; i++) {
+        const order: Side[] = (r + i) % 2 === 0 ? ['builtin', 'spdk'] : ['spdk', 'builtin'];
+        for (const side of order) {
+          const t = targets[side];
+          t.proc.kill('SIGCONT');
+          await new Promise((res) => setTimeout(res, 200));
+          if (buildsRunning().length > 0) busyRuns++;
+          runs++;
+          try {
+            const s = perf(perfBin, t.port, WORKLOADS[i], seconds);
+            samples[side][i].push(s);
+            process.stderr.write(`round ${r + 1} ${side} ${WORKLOADS[i].name} QD ${WORKLOADS[i].qd}: ${fmt(s.iops)} IOPS, ${s.avgUs.toFixed(1)} us\n`);
+          } finally {
+            t.proc.kill('SIGSTOP');
+          }
+        }
+      }
+    }
+  } finally {
+    for (const t of Object.values(targets)) {
+      if (!t) continue;
+      t.proc.kill('SIGCONT');
+      await t.stop();
+    }
+  }
+  console.log(`# runs during a build (node-gyp/make/cc1plus seen when the run started): ${busyRuns} of ${runs}`);
+  console.log(`# end: ${busyNote()}`);
+  console.log('| workload | QD | builtin IOPS | SPDK IOPS | IOPS builtin/SPDK | builtin MiB/s | SPDK MiB/s | builtin avg lat (us) | SPDK avg lat (us) | lat builtin/SPDK |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  WORKLOADS.forEach((w, i) => {
+    const m = (side: Side, k: keyof Sample): number => median(samples[side][i].map((s) => s[k]));
+    const [bi, si] = [m('builtin', 'iops'), m('spdk', 'iops')];
+    const [bl, sl] = [m('builtin', 'avgUs'), m('spdk', 'avgUs')];
+    console.log(
+      `| ${w.name} | ${w.qd} | ${fmt(bi)} | ${fmt(si)} | ${(bi / si).toFixed(3)} | ${m('builtin', 'mibs').toFixed(1)} | ${m('spdk', 'mibs').toFixed(1)} | ${bl.toFixed(1)} | ${sl.toFixed(1)} | ${(bl / sl).toFixed(3)} |`,
+    );
+  });
+}
+
+const cleanup = (): void => {
+  for (const c of children) c.kill('SIGKILL');
+};
+process.on('SIGINT', () => {
+  cleanup();
+  process.exit(130);
+});
+process.on('SIGTERM', () => {
+  cleanup();
+  process.exit(143);
+});
+
+main().catch((e) => {
+  console.error(e);
+  cleanup();
+  process.exit(1);
+});
