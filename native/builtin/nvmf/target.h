@@ -133,8 +133,6 @@ class Controller {
   uint32_t temp_threshold = 0x0157;
   std::vector<uint32_t> changed_ns;  // pending Changed Namespace List entries
   bool changed_ns_overflow = false;
-  uint32_t pending_events = 0;  // bit per event kind queued while no AER is outstanding
-  uint64_t discovery_genctr_seen = 0;
 };
 
 // A counter written only by its poll group's reactor and read by any thread: a plain
@@ -179,7 +177,6 @@ class PollGroup {
   bool Reserve(uint32_t len);
   void Release(uint32_t len);
   void WaitForBuffer(uint64_t conn_id, uint16_t req_idx);
-  uint64_t budget() const { return budget_; }
   void Destroyed(TcpConn* c);  // a closed connection finished draining
 
   Reactor* reactor() const { return reactor_; }
@@ -222,7 +219,6 @@ class NvmfTarget {
 
   // JS thread.
   int CreateTransport(const NvmfOpts& opts);  // 0 or -EEXIST
-  bool has_transport() const { return has_transport_; }
   const NvmfOpts& opts() const { return opts_; }
   // Listen/unlisten: 0 or a negative errno.
   int Listen(const ListenAddr& a);

@@ -31,9 +31,7 @@ constexpr uint32_t kAdminIcdSize = 8192;
 constexpr uint32_t kMaxH2CData = 131072;
 constexpr uint32_t kMaxC2HData = 131072;
 constexpr uint32_t kMaxAers = 4;  // AERL + 1
-constexpr uint16_t kTtagNone = 0xFFFF;
 
-uint32_t Le32(const uint8_t* p) { return Get32(p); }
 
 void PadCopy(uint8_t* dst, const std::string& s, size_t n, char pad) {
   memset(dst, pad, n);
@@ -335,7 +333,7 @@ void TcpConn::StartCommand(Request* r) {
   const uint8_t opc = r->sqe[sqe::kOpc];
   const uint8_t psdt = (r->sqe[sqe::kFuse] >> 6) & 3;
   const uint8_t sgl_id = r->sqe[sqe::kSglId];
-  const uint32_t sgl_len = Le32(r->sqe + sqe::kSglLen);
+  const uint32_t sgl_len = Get32(r->sqe + sqe::kSglLen);
   if (qid_ < 0 && !(opc == nvme::opc::kFabrics && r->sqe[sqe::kFctype] == nvme::fctype::kConnect)) {
     SetStatus(r, nvme::kSctGeneric, sc::kCommandSequenceError);
     return Complete(r);
@@ -526,7 +524,7 @@ void TcpConn::ConnectAdmin(Request* r, const std::shared_ptr<Subsystem>& s, cons
     ConnectInvalid(r->cqe, true, cn::kCntlid);
     return Complete(r);
   }
-  uint32_t kato = Le32(r->sqe + cn::kKato);
+  uint32_t kato = Get32(r->sqe + cn::kKato);
   std::shared_ptr<Controller> c;
   {
     std::lock_guard<std::mutex> lock(s->mu);
@@ -607,7 +605,7 @@ void TcpConn::ConnectIo(Request* r, const std::shared_ptr<Subsystem>& s, const u
 
 void TcpConn::PropertyGet(Request* r) {
   const uint8_t size8 = r->sqe[nvme::prop::kAttrib] & 7;  // 0: 4 bytes, 1: 8 bytes
-  const uint32_t ofst = Le32(r->sqe + nvme::prop::kOfst);
+  const uint32_t ofst = Get32(r->sqe + nvme::prop::kOfst);
   Controller* c = ctrlr_.get();
   uint64_t v = 0;
   bool ok = true;
@@ -628,7 +626,7 @@ void TcpConn::PropertyGet(Request* r) {
 
 void TcpConn::PropertySet(Request* r) {
   const uint8_t size8 = r->sqe[nvme::prop::kAttrib] & 7;
-  const uint32_t ofst = Le32(r->sqe + nvme::prop::kOfst);
+  const uint32_t ofst = Get32(r->sqe + nvme::prop::kOfst);
   const uint64_t value = Get64(r->sqe + nvme::prop::kValue);
   Controller* c = ctrlr_.get();
   if (ofst != nvme::prop::kCc || size8 != 0) {
@@ -707,7 +705,7 @@ void TcpConn::RefreshNamespaces() {
 
 void TcpConn::Identify(Request* r) {
   const uint8_t cns = r->sqe[sqe::kCdw10];
-  const uint32_t nsid = Le32(r->sqe + sqe::kNsid);
+  const uint32_t nsid = Get32(r->sqe + sqe::kNsid);
   if (r->len < 4096 || !r->c2h) {
     SetStatus(r, nvme::kSctGeneric, sc::kDataSglLengthInvalid, true);
     return Complete(r);
@@ -851,12 +849,12 @@ void TcpConn::Identify(Request* r) {
 }
 
 void TcpConn::GetLogPage(Request* r) {
-  const uint32_t cdw10 = Le32(r->sqe + sqe::kCdw10);
-  const uint32_t cdw11 = Le32(r->sqe + sqe::kCdw11);
+  const uint32_t cdw10 = Get32(r->sqe + sqe::kCdw10);
+  const uint32_t cdw11 = Get32(r->sqe + sqe::kCdw11);
   const uint8_t lid = cdw10 & 0xFF;
   const uint64_t numd = ((static_cast<uint64_t>(cdw11 & 0xFFFF) << 16) | (cdw10 >> 16)) + 1;
-  const uint64_t offset = (static_cast<uint64_t>(Le32(r->sqe + sqe::kCdw13)) << 32) |
-                          Le32(r->sqe + sqe::kCdw12);
+  const uint64_t offset = (static_cast<uint64_t>(Get32(r->sqe + sqe::kCdw13)) << 32) |
+                          Get32(r->sqe + sqe::kCdw12);
   const uint64_t len = numd * 4;
   if (!r->c2h || len > r->len || (offset & 3) != 0) {
     SetStatus(r, nvme::kSctGeneric, sc::kInvalidField, true);
@@ -871,7 +869,6 @@ void TcpConn::GetLogPage(Request* r) {
       return Complete(r);
     }
     page = tgt_->DiscoveryLog(c->hostnqn);
-    c->discovery_genctr_seen = tgt_->discovery_genctr();
   } else {
     switch (lid) {
       case nvme::lid::kErrorInfo:
@@ -975,7 +972,7 @@ void TcpConn::GetFeatures(Request* r) {
 void TcpConn::SetFeatures(Request* r) {
   const uint8_t fid = r->sqe[sqe::kCdw10];
   const bool save = (r->sqe[sqe::kCdw10 + 3] & 0x80) != 0;
-  const uint32_t cdw11 = Le32(r->sqe + sqe::kCdw11);
+  const uint32_t cdw11 = Get32(r->sqe + sqe::kCdw11);
   Controller* c = ctrlr_.get();
   if (save) {
     SetStatus(r, nvme::kSctCommandSpecific, sc::kFeatureIdNotSaveable, true);
@@ -1071,7 +1068,7 @@ void TcpConn::NoteChangedNs(const std::vector<uint32_t>& nsids) {
 }
 
 void TcpConn::Abort(Request* r) {
-  const uint32_t cdw10 = Le32(r->sqe + sqe::kCdw10);
+  const uint32_t cdw10 = Get32(r->sqe + sqe::kCdw10);
   const uint16_t sqid = cdw10 & 0xFFFF;
   const uint16_t cid = cdw10 >> 16;
   if (sqid == 0) {
@@ -1152,13 +1149,13 @@ bool TcpConn::LookupNs(Request* r, uint32_t nsid) {
 
 void TcpConn::ExecuteIo(Request* r) {
   const uint8_t opc = r->sqe[sqe::kOpc];
-  const uint32_t nsid = Le32(r->sqe + sqe::kNsid);
+  const uint32_t nsid = Get32(r->sqe + sqe::kNsid);
   if (!LookupNs(r, nsid)) return Complete(r);
   Bdev* b = r->ns->bdev;
   const uint32_t bs = b->block_size();
   const uint64_t nb = b->num_blocks();
   const uint64_t slba = Get64(r->sqe + sqe::kCdw10);
-  const uint64_t nlb = (Le32(r->sqe + sqe::kCdw12) & 0xFFFF) + 1ull;
+  const uint64_t nlb = (Get32(r->sqe + sqe::kCdw12) & 0xFFFF) + 1ull;
   auto range_ok = [&]() { return slba < nb && nlb <= nb - slba; };
   switch (opc) {
     case nvme::opc::kRead:
@@ -1202,8 +1199,8 @@ void TcpConn::ExecuteIo(Request* r) {
     case nvme::opc::kFlush:
       return SubmitBdev(r, IoType::kFlush, 0, 0, nullptr);
     case nvme::opc::kDatasetManagement: {
-      const uint32_t nr = (Le32(r->sqe + sqe::kCdw10) & 0xFF) + 1;
-      const uint32_t attr = Le32(r->sqe + sqe::kCdw11);
+      const uint32_t nr = (Get32(r->sqe + sqe::kCdw10) & 0xFF) + 1;
+      const uint32_t attr = Get32(r->sqe + sqe::kCdw11);
       if (r->len < nr * 16) {
         SetStatus(r, nvme::kSctGeneric, sc::kDataSglLengthInvalid, true);
         return Complete(r);
@@ -1214,7 +1211,7 @@ void TcpConn::ExecuteIo(Request* r) {
         return Complete(r);
       }
       for (uint32_t i = 0; i < nr; i++) {
-        const uint64_t len = Le32(r->buf + 16 * i + 4);
+        const uint64_t len = Get32(r->buf + 16 * i + 4);
         const uint64_t start = Get64(r->buf + 16 * i + 8);
         if (start > nb || len > nb - start) {
           SetStatus(r, nvme::kSctGeneric, sc::kLbaOutOfRange, true);
@@ -1234,7 +1231,7 @@ void TcpConn::ExecuteIo(Request* r) {
 void TcpConn::DsmNext(Request* r) {
   while (r->dsm_next < r->dsm_count) {
     const uint32_t i = r->dsm_next++;
-    const uint64_t len = Le32(r->buf + 16 * i + 4);
+    const uint64_t len = Get32(r->buf + 16 * i + 4);
     const uint64_t start = Get64(r->buf + 16 * i + 8);
     if (len == 0) continue;
     return SubmitBdev(r, IoType::kUnmap, start, len, nullptr);

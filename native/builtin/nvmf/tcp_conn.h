@@ -139,7 +139,6 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   bool EnsureBuffer(Request* r, uint32_t len);
   SendItem* NewItem();
   void Fatal(uint16_t fes, uint32_t fei);
-  void Destroy();
 
   PollGroup* pg_;
   NvmfTarget* tgt_;
