@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { loadBuiltin } from '../lib/engine/load';
-import { fillPattern } from './helpers/env';
+import { fillPattern, rng } from './helpers/env';
 
 interface Decoded {
   pdus: Array<{ type: number; flags: number; header: Buffer; data: Buffer; digestOk: boolean }>;
@@ -26,16 +26,6 @@ const FES_PDU_SEQUENCE_ERROR = 2;
 const FES_HEADER_DIGEST_ERROR = 3;
 const FES_DATA_LIMIT_EXCEEDED = 5;
 
-/** xorshift32 for reproducible choices. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
 
 function pattern(len: number, seed: number): Buffer {
   const b = Buffer.alloc(len);

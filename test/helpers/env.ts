@@ -14,6 +14,17 @@ export function uniqueSocketPath(tag = 'rpc'): string {
   return path.join(os.tmpdir(), `spdk-node-${tag}-${process.pid}-${crypto.randomBytes(4).toString('hex')}.sock`);
 }
 
+/** Deterministic xorshift32 numbers in [0, 1), so a failing case can be replayed from its seed. */
+export function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 4294967296;
+  };
+}
+
 /** Deterministic pseudo-random bytes (xorshift32) so a failing pattern can be reproduced. */
 export function fillPattern(bytes: Uint8Array, seed: number): void {
   let x = seed >>> 0 || 1;

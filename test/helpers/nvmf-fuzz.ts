@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import * as net from 'node:net';
 import { Spdk } from '../../lib';
 import { loadBuiltin } from '../../lib/engine/load';
-import { fillPattern } from './env';
+import { fillPattern, rng } from './env';
 import { freePort, NvmeTcpController } from './nvme-tcp-host';
 
 const NQN = 'nqn.2016-06.io.spdk:fuzz';
@@ -20,16 +20,6 @@ interface Codec {
 }
 const codec = loadBuiltin() as unknown as Codec;
 
-/** xorshift32. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
 
 function sqeBuf(opc: number, cid: number, fill?: (s: Buffer) => void): Buffer {
   const s = Buffer.alloc(64);

@@ -521,13 +521,8 @@ void NvmfTarget::DeleteSubsystem(const std::string& nqn, std::function<void()> d
   }).detach();
 }
 
-void NvmfTarget::NotifyNsChanged(const std::shared_ptr<Subsystem>& s,
-                                 const std::vector<uint32_t>& nsids) {
-  std::vector<std::shared_ptr<Controller>> ctrlrs;
-  {
-    std::lock_guard<std::mutex> lock(s->mu);
-    for (auto& kv : s->ctrlrs) ctrlrs.push_back(kv.second);
-  }
+void NvmfTarget::ToAdminQueues(const std::vector<std::shared_ptr<Controller>>& ctrlrs,
+                               std::function<void(TcpConn*)> fn) {
   for (auto& c : ctrlrs) {
     QpairRef a;
     {
@@ -537,16 +532,27 @@ void NvmfTarget::NotifyNsChanged(const std::shared_ptr<Subsystem>& s,
     if (a.pg == nullptr) continue;
     PollGroup* pg = a.pg;
     const uint64_t id = a.id;
-    pg->reactor()->Send([pg, id, nsids]() {
+    pg->reactor()->Send([pg, id, fn]() {
       TcpConn* conn = pg->Find(id);
-      if (conn == nullptr) return;
-      conn->NoteChangedNs(nsids);
-      // Notice: namespace attribute changed, log page 04h.
-      conn->PostAsyncEvent(nvme::kAecNsAttrNotices,
-                           nvme::kAerTypeNotice | (nvme::kAerInfoNsAttrChanged << 8) |
-                               (static_cast<uint32_t>(nvme::lid::kChangedNsList) << 16));
+      if (conn != nullptr) fn(conn);
     });
   }
+}
+
+void NvmfTarget::NotifyNsChanged(const std::shared_ptr<Subsystem>& s,
+                                 const std::vector<uint32_t>& nsids) {
+  std::vector<std::shared_ptr<Controller>> ctrlrs;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    for (auto& kv : s->ctrlrs) ctrlrs.push_back(kv.second);
+  }
+  ToAdminQueues(ctrlrs, [nsids](TcpConn* conn) {
+    conn->NoteChangedNs(nsids);
+    // Notice: namespace attribute changed, log page 04h.
+    conn->PostAsyncEvent(nvme::kAecNsAttrNotices,
+                         nvme::kAerTypeNotice | (nvme::kAerInfoNsAttrChanged << 8) |
+                             (static_cast<uint32_t>(nvme::lid::kChangedNsList) << 16));
+  });
 }
 
 void NvmfTarget::NotifyDiscoveryChanged() {
@@ -557,23 +563,11 @@ void NvmfTarget::NotifyDiscoveryChanged() {
     std::lock_guard<std::mutex> lock(s->mu);
     for (auto& kv : s->ctrlrs) ctrlrs.push_back(kv.second);
   }
-  for (auto& c : ctrlrs) {
-    QpairRef a;
-    {
-      std::lock_guard<std::mutex> lock(c->mu);
-      a = c->admin;
-    }
-    if (a.pg == nullptr) continue;
-    PollGroup* pg = a.pg;
-    const uint64_t id = a.id;
-    pg->reactor()->Send([pg, id]() {
-      TcpConn* conn = pg->Find(id);
-      if (conn == nullptr) return;
-      conn->PostAsyncEvent(nvme::kAecDiscoveryLogNotices,
-                           nvme::kAerTypeNotice | (nvme::kAerInfoDiscoveryLogChanged << 8) |
-                               (static_cast<uint32_t>(nvme::lid::kDiscovery) << 16));
-    });
-  }
+  ToAdminQueues(ctrlrs, [](TcpConn* conn) {
+    conn->PostAsyncEvent(nvme::kAecDiscoveryLogNotices,
+                         nvme::kAerTypeNotice | (nvme::kAerInfoDiscoveryLogChanged << 8) |
+                             (static_cast<uint32_t>(nvme::lid::kDiscovery) << 16));
+  });
 }
 
 std::vector<uint8_t> NvmfTarget::DiscoveryLog(const std::string& hostnqn) {

@@ -255,6 +255,9 @@ class NvmfTarget {
     uint16_t portid = 0;
   };
   bool AcceptPoll();
+  // Runs fn on each controller's admin queue (on its reactor; skipped if it is gone).
+  void ToAdminQueues(const std::vector<std::shared_ptr<Controller>>& ctrlrs,
+                     std::function<void(TcpConn*)> fn);
 
   std::vector<std::unique_ptr<PollGroup>> groups_;
   NvmfOpts opts_;
