@@ -610,28 +610,25 @@ void Lvstore::WaitUntil(std::function<bool()> pred, std::function<void()> then) 
 }
 
 void Lvstore::Freeze(const std::vector<Lvol*>& set, std::function<void()> drained) {
+  // Every lvol of the set is frozen at once (its registry flag set before any drain is
+  // awaited); drained runs when the last one has nothing in flight.
+  auto left = std::make_shared<size_t>(set.size() + 1);  // + a guard, dropped below
+  auto finish = [set, drained, left]() {
+    if (--*left != 0) return;
+    drained();
+    for (Lvol* lv : set) lv->Unref();
+  };
   for (Lvol* lv : set) {
     lv->Ref();  // kept until the wait ends
-    if (lv->md.freeze_count++ == 0) lv->frozen.store(true, std::memory_order_seq_cst);
+    lv->md.freeze_count++;
+    lv->FreezeChannels(md_reactor_, finish);
   }
-  WaitUntil(
-      [set]() {
-        for (Lvol* lv : set)
-          if (lv->InFlight() != 0) return false;
-        return true;
-      },
-      [set, drained]() {
-        drained();
-        for (Lvol* lv : set) lv->Unref();
-      });
+  finish();
 }
 
 void Lvstore::Thaw(const std::vector<Lvol*>& set) {
   for (Lvol* lv : set) {
-    if (--lv->md.freeze_count == 0) {
-      lv->frozen.store(false, std::memory_order_seq_cst);
-      lv->KickChannels();
-    }
+    if (--lv->md.freeze_count == 0) lv->ThawChannels();
   }
 }
 
