@@ -162,7 +162,7 @@ class LvolChannel : public BdevChannel {
  private:
   friend class Lvol;  // freeze and thaw messages
 
-  // One cluster-sized (or smaller) part of an I/O.
+  // One cluster-sized (or smaller) part of an I/O, or the whole of a one-cluster I/O.
   struct Piece {
     BdevIo child;
     BdevIo* parent = nullptr;
@@ -213,6 +213,7 @@ class LvolChannel : public BdevChannel {
     free_pieces_ = p;
   }
   static void OnChildDone(BdevIo* io, int status, void* ctx);
+  static void OnDirectDone(BdevIo* io, int status, void* ctx);
   // Data cluster + 1 holding lvol cluster `idx` in the parent chain, or 0 (zeroes).
   uint32_t LookupChain(uint64_t idx) const;
 
@@ -220,6 +221,7 @@ class LvolChannel : public BdevChannel {
   std::shared_ptr<Lvstore> store_;
   BdevChannel* base_;
   uint64_t blocks_per_cluster_;
+  unsigned cluster_shift_;  // log2(blocks_per_cluster_): both sizes are powers of two
   uint64_t data_offset_blocks_;
   // Reactor-local: no other thread reads these (the md thread learns of a drain by message).
   bool frozen_ = false;
