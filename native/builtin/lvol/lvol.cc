@@ -245,6 +245,11 @@ LvolChannel::~LvolChannel() {
     free_pieces_ = p->next_free;
     delete p;
   }
+  while (free_directs_ != nullptr) {
+    Direct* d = free_directs_;
+    free_directs_ = d->next_free;
+    delete d;
+  }
 }
 
 void LvolChannel::Drained() {
@@ -302,10 +307,9 @@ void LvolChannel::Dispatch(BdevIo* io) {
       uint64_t total = 0;
       for (int i = 0; i < io->iovcnt; i++) total += io->iovs[i].iov_len;
       if (e != 0 && total == n * lvol_->block_size()) {
-        Piece* p = NewPiece();
-        p->parent = io;
-        BdevIo& c = p->child;
-        c.cb = &LvolChannel::OnDirectDone;
+        Direct* d = NewDirect();
+        d->parent = io;
+        BdevIo& c = d->child;
         c.type = type;
         c.offset_blocks = data_offset_blocks_ + (static_cast<uint64_t>(e - 1) << cluster_shift_) + in;
         c.num_blocks = n;
@@ -318,11 +322,20 @@ void LvolChannel::Dispatch(BdevIo* io) {
   DispatchSplit(io);
 }
 
+LvolChannel::Direct* LvolChannel::AllocDirect() {
+  Direct* d = new Direct();
+  d->ch = this;
+  d->child.cb = &LvolChannel::OnDirectDone;
+  d->child.cb_ctx = d;
+  return d;
+}
+
 void LvolChannel::OnDirectDone(BdevIo* c, int status, void* ctx) {
-  Piece* p = static_cast<Piece*>(ctx);
-  LvolChannel* ch = p->ch;
-  BdevIo* parent = p->parent;
-  ch->FreePiece(p);
+  Direct* d = static_cast<Direct*>(ctx);
+  LvolChannel* ch = d->ch;
+  BdevIo* parent = d->parent;
+  d->next_free = ch->free_directs_;
+  ch->free_directs_ = d;
   ch->ParentDone(parent, status);
   (void)c;
 }

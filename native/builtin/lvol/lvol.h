@@ -162,7 +162,14 @@ class LvolChannel : public BdevChannel {
  private:
   friend class Lvol;  // freeze and thaw messages
 
-  // One cluster-sized (or smaller) part of an I/O, or the whole of a one-cluster I/O.
+  // A read or write inside one allocated cluster, passed to the base as it is (fast path).
+  struct Direct {
+    BdevIo child;  // cb, cb_ctx set once
+    BdevIo* parent = nullptr;
+    LvolChannel* ch = nullptr;
+    Direct* next_free = nullptr;
+  };
+  // One cluster-sized (or smaller) part of an I/O.
   struct Piece {
     BdevIo child;
     BdevIo* parent = nullptr;
@@ -202,7 +209,6 @@ class LvolChannel : public BdevChannel {
     Piece* p = free_pieces_;
     if (p == nullptr) return AllocPiece();
     free_pieces_ = p->next_free;
-    p->child.cb = &LvolChannel::OnChildDone;
     p->attempts = 0;
     p->iovs.clear();
     return p;
@@ -213,6 +219,13 @@ class LvolChannel : public BdevChannel {
     free_pieces_ = p;
   }
   static void OnChildDone(BdevIo* io, int status, void* ctx);
+  Direct* NewDirect() {
+    Direct* d = free_directs_;
+    if (d == nullptr) return AllocDirect();
+    free_directs_ = d->next_free;
+    return d;
+  }
+  Direct* AllocDirect();
   static void OnDirectDone(BdevIo* io, int status, void* ctx);
   // Data cluster + 1 holding lvol cluster `idx` in the parent chain, or 0 (zeroes).
   uint32_t LookupChain(uint64_t idx) const;
@@ -229,6 +242,7 @@ class LvolChannel : public BdevChannel {
   std::vector<std::shared_ptr<DrainWait>> drain_waits_;
   std::deque<BdevIo*> held_;
   Piece* free_pieces_ = nullptr;
+  Direct* free_directs_ = nullptr;
 };
 
 }  // namespace spdk_node
