@@ -66,7 +66,7 @@ export function imageAfterCut(initial: Uint8Array, log: RecordedEvent[], n: numb
 /** What the store looks like through the RPCs: the part every operation must change atomically. */
 interface StoreState {
   present: boolean;
-  lvols: string[]; // "alias size thin snapshot base_snapshot" per lvol, sorted
+  lvols: string[]; // "alias thin size read-only base_snapshot" per lvol, sorted
   free?: number;
   total?: number;
   data?: string[]; // "alias sha1" per lvol, sorted: what reading each whole lvol returns
@@ -84,14 +84,16 @@ async function observe(spdk: Spdk): Promise<StoreState> {
     aliases: string[];
     num_blocks: number;
     block_size: number;
-    driver_specific?: { lvol?: { snapshot: boolean; base_snapshot?: string } };
+    supported_io_types?: { write?: boolean };
+    driver_specific?: { lvol?: { base_snapshot?: string } };
   }>;
   const bdev = (alias: string): (typeof bdevs)[number] | undefined => bdevs.find((x) => x.aliases.includes(alias));
   const describe = (alias: string): string => {
     const b = bdev(alias);
     if (!b) return '-1';
-    const l = b.driver_specific?.lvol;
-    return `${b.num_blocks * b.block_size} ${l?.snapshot ? 'snapshot' : '-'} ${l?.base_snapshot ?? '-'}`;
+    // Not driver_specific.lvol.snapshot: as SPDK's, it says whether the lvol has had a clone
+    // since the store was loaded, so the recorded run and a reloaded store differ there.
+    return `${b.num_blocks * b.block_size} ${b.supported_io_types?.write === false ? 'ro' : 'rw'} ${b.driver_specific?.lvol?.base_snapshot ?? '-'}`;
   };
   const data: string[] = [];
   for (const l of lvols) {

@@ -126,6 +126,10 @@ class Lvol final : public Bdev {
     uint64_t size_clusters = 0;
     State state = kCreating;
     std::vector<Lvol*> clones;  // lvols whose parent this is
+    // Has had a clone since the store was loaded: what SPDK reports as "snapshot" (its blobstore
+    // keeps a blob's clone list from its first clone until the blob or the store goes, and
+    // builds lists at load only for blobs that have clones). Never stored.
+    bool was_parent = false;
     int freeze_count = 0;
   } md;
 
@@ -135,6 +139,7 @@ class Lvol final : public Bdev {
     uint32_t flags = 0;
     uint32_t clear_method = lvolfmt::kClearUnmap;
     Lvol* parent = nullptr;
+    bool was_parent = false;
     bool registered = false;
   } js;
 

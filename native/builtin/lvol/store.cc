@@ -102,7 +102,7 @@ void Lvstore::LoadImage(const Image& img, int active_slot) {
     if (IsNullUuid(img.lvols[i].parent)) continue;
     Lvol* parent = by_uuid[img.lvols[i].parent];
     lvols_[i]->SetParent(parent);
-    parent->md.clones.push_back(lvols_[i]);
+    AddClone(parent, lvols_[i]);
   }
   free_clusters.store(free_count_);
 }
@@ -143,6 +143,11 @@ void Lvstore::Forsake(Lvol* lv) {
   w.clear_method = kClearNone;
   if (!w.freed.empty()) orphan_frees_.push_back(std::move(w));
   lv->Unref();
+}
+
+void Lvstore::AddClone(Lvol* parent, Lvol* clone) {
+  parent->md.clones.push_back(clone);
+  parent->md.was_parent = true;
 }
 
 void Lvstore::ReplaceClone(Lvol* parent, Lvol* from, Lvol* to) {
@@ -220,6 +225,7 @@ StoreView* Lvstore::BuildView() const {
     e.flags = lv->md.flags;
     e.clear_method = lv->md.clear_method;
     e.parent = lv->parent();
+    e.was_parent = lv->md.was_parent;
     v->lvols.push_back(std::move(e));
   }
   return v;
@@ -1234,7 +1240,7 @@ void Lvstore::OpSnapshot(Lvol* origin, const std::string& name, Answer done) {
       snap->SetParent(gp);
       if (gp != nullptr) ReplaceClone(gp, origin, snap);
       origin->SetParent(snap);
-      snap->md.clones.push_back(origin);
+      AddClone(snap, origin);
       origin->md.flags |= kFlagThin;
       snap->md.state = Lvol::MdState::kLive;
       self->MarkChanged();
@@ -1267,7 +1273,7 @@ void Lvstore::OpClone(Lvol* snap, const std::string& name, Answer done) {
     if (!self->Fits(RecordSize(name.size(), 0))) return fail(ENOSPC, "lvstore metadata is full");
     Lvol* c = self->NewLvol(NewUuid(), name, snap->md.size_clusters, kFlagThin, kClearUnmap);
     c->SetParent(snap);
-    snap->md.clones.push_back(c);
+    AddClone(snap, c);
     c->md.state = Lvol::MdState::kLive;
     self->MarkChanged();
     self->WaitCommit([self, c, snap, done](int st) {
@@ -1384,7 +1390,7 @@ void Lvstore::OpInflate(Lvol* lv, bool allocate_all, Answer done) {
         Lvol* parent = lv->parent();
         Lvol* heir = allocate_all || parent == nullptr ? nullptr : parent->parent();
         if (parent != nullptr) ReplaceClone(parent, lv, nullptr);
-        if (heir != nullptr) heir->md.clones.push_back(lv);
+        if (heir != nullptr) AddClone(heir, lv);
         lv->SetParent(heir);
         if (allocate_all) lv->md.flags &= ~uint32_t{kFlagThin};
         self->Thaw(set);
