@@ -259,14 +259,20 @@ void LvolChannel::Drained() {
     if (--w->left == 0) w->done();
 }
 
+// The I/O path (Submit, Dispatch, OnDirectDone) calls nothing but in tail position, and keeps
+// the rare cases in separate functions, so it needs no stack frame of its own: after a write's
+// copy into a malloc base the store buffer is full, and every store here (a register spilled to
+// the stack included) waits for it to drain.
 void LvolChannel::Submit(BdevIo* io) {
-  if (lvol_->deleted.load(std::memory_order_acquire) || lvol_->removed()) {
+  if (__builtin_expect(lvol_->deleted.load(std::memory_order_acquire) || lvol_->removed(), 0)) {
     return io->Complete(-ENODEV);
   }
   // Behind held I/O (FIFO), or held itself while frozen; a thaw message resumes it.
-  if (frozen_ || !held_.empty()) return held_.push_back(io);
+  if (__builtin_expect(frozen_ || !held_.empty(), 0)) return Hold(io);
   Dispatch(io);
 }
+
+void LvolChannel::Hold(BdevIo* io) { held_.push_back(io); }
 
 void LvolChannel::Resume() {
   while (!held_.empty()) {
@@ -291,7 +297,6 @@ LvolChannel::Piece* LvolChannel::AllocPiece() {
 }
 
 void LvolChannel::Dispatch(BdevIo* io) {
-  inflight_++;
   // Fast path: a read or write inside one allocated cluster is one base I/O on the parent's
   // own iovecs; no splitting, no part counting (OnDirectDone completes the parent).
   const IoType type = io->type;
@@ -307,7 +312,10 @@ void LvolChannel::Dispatch(BdevIo* io) {
       uint64_t total = 0;
       for (int i = 0; i < io->iovcnt; i++) total += io->iovs[i].iov_len;
       if (e != 0 && total == n * lvol_->block_size()) {
-        Direct* d = NewDirect();
+        Direct* d = free_directs_;
+        if (__builtin_expect(d == nullptr, 0)) return AddDirect(io);
+        free_directs_ = d->next_free;
+        inflight_++;
         d->parent = io;
         BdevIo& c = d->child;
         c.type = type;
@@ -319,15 +327,18 @@ void LvolChannel::Dispatch(BdevIo* io) {
       }
     }
   }
+  inflight_++;
   DispatchSplit(io);
 }
 
-LvolChannel::Direct* LvolChannel::AllocDirect() {
+void LvolChannel::AddDirect(BdevIo* io) {
   Direct* d = new Direct();
   d->ch = this;
   d->child.cb = &LvolChannel::OnDirectDone;
   d->child.cb_ctx = d;
-  return d;
+  d->next_free = free_directs_;
+  free_directs_ = d;
+  Dispatch(io);
 }
 
 void LvolChannel::OnDirectDone(BdevIo* c, int status, void* ctx) {

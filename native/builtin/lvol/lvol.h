@@ -196,6 +196,7 @@ class LvolChannel : public BdevChannel {
     if (--inflight_ == 0 && !drain_waits_.empty()) Drained();
   }
   void Drained();
+  void Hold(BdevIo* io);
   // Held I/O: resubmits it while not frozen, fails it once the lvol is gone.
   void Resume();
   void Dispatch(BdevIo* io);
@@ -224,13 +225,8 @@ class LvolChannel : public BdevChannel {
     free_pieces_ = p;
   }
   static void OnChildDone(BdevIo* io, int status, void* ctx);
-  Direct* NewDirect() {
-    Direct* d = free_directs_;
-    if (d == nullptr) return AllocDirect();
-    free_directs_ = d->next_free;
-    return d;
-  }
-  Direct* AllocDirect();
+  // Adds one to the free list, then dispatches io (the fast path found the list empty).
+  void AddDirect(BdevIo* io);
   static void OnDirectDone(BdevIo* io, int status, void* ctx);
   // Data cluster + 1 holding lvol cluster `idx` in the parent chain, or 0 (zeroes).
   uint32_t LookupChain(uint64_t idx) const;
