@@ -695,6 +695,56 @@ describe('lvol RPC methods', function () {
       await call('bdev_lvol_delete', { name: v });
       expect((await bdev(snap)).driver_specific.lvol).to.not.have.property('clones');
     });
+
+    it('"snapshot" stays true once the last clone is gone, until the store is loaded again (SPDK v25.09)', async () => {
+      // SPDK's spdk_blob_is_snapshot() is "the blobstore has a clone list for this blob": made
+      // when the blob first gets a clone (snapshot, clone of a read-only lvol, or found at load
+      // with clones), kept when its clones go (delete, inflate, decouple), gone after a reload.
+      // Checked against spdk_tgt v25.09.
+      const file = path.join(tmp.dir, 'disk.img');
+      fs.writeFileSync(file, Buffer.alloc(0));
+      fs.truncateSync(file, 64 * MIB);
+      await call('bdev_aio_create', { name: 'disk', filename: file, block_size: 4096 });
+      await store('lvs0', MIB, 'disk');
+      const isSnapshot = async (name: string): Promise<unknown[]> => {
+        const ds = (await bdev(name)).driver_specific.lvol;
+        return [ds?.snapshot, (await lvolEntry((await bdev(name)).name)).is_snapshot, ds?.clones];
+      };
+      // A snapshot whose origin is deleted; a read-only lvol whose clone is deleted.
+      const v = await lvol('v', 2, { thin_provision: true });
+      await call('bdev_lvol_snapshot', { lvol_name: v, snapshot_name: 's' });
+      const r = await lvol('r', 2, { thin_provision: true });
+      expect(await isSnapshot(r)).to.deep.equal([false, false, undefined]);
+      await call('bdev_lvol_set_read_only', { name: r });
+      expect(await isSnapshot(r)).to.deep.equal([false, false, undefined]);
+      const rc = await call<string>('bdev_lvol_clone', { snapshot_name: r, clone_name: 'rc' });
+      expect(await isSnapshot(r)).to.deep.equal([true, true, ['rc']]);
+      // A snapshot whose only clone is inflated, another whose only clone is decoupled.
+      const w = await lvol('w', 2, { thin_provision: true });
+      await call('bdev_lvol_snapshot', { lvol_name: w, snapshot_name: 'ws' });
+      const x = await lvol('x', 2, { thin_provision: true });
+      await call('bdev_lvol_snapshot', { lvol_name: x, snapshot_name: 'xs' });
+      // And one that keeps its clone.
+      const y = await lvol('y', 2, { thin_provision: true });
+      await call('bdev_lvol_snapshot', { lvol_name: y, snapshot_name: 'ys' });
+
+      await call('bdev_lvol_delete', { name: v });
+      await call('bdev_lvol_delete', { name: rc });
+      await call('bdev_lvol_inflate', { name: w });
+      await call('bdev_lvol_decouple_parent', { name: x });
+      for (const n of ['lvs0/s', 'lvs0/r', 'lvs0/ws', 'lvs0/xs']) expect(await isSnapshot(n), n).to.deep.equal([true, true, undefined]);
+      expect(await isSnapshot('lvs0/ys')).to.deep.equal([true, true, ['y']]);
+
+      // Loaded again (the base bdev goes and comes back): only lvols with clones are snapshots.
+      await call('bdev_aio_delete', { name: 'disk' });
+      await call('bdev_aio_create', { name: 'disk', filename: file, block_size: 4096 });
+      for (const n of ['lvs0/s', 'lvs0/r', 'lvs0/ws', 'lvs0/xs']) expect(await isSnapshot(n), n).to.deep.equal([false, false, undefined]);
+      expect(await isSnapshot('lvs0/ys')).to.deep.equal([true, true, ['y']]);
+      // A clone made now turns it back into a snapshot, and its deletion does not undo that.
+      const sc = await call<string>('bdev_lvol_clone', { snapshot_name: 'lvs0/s', clone_name: 'sc' });
+      await call('bdev_lvol_delete', { name: sc });
+      expect(await isSnapshot('lvs0/s')).to.deep.equal([true, true, undefined]);
+    });
   });
 
   describe('bdev_lvol_inflate / bdev_lvol_decouple_parent', () => {

@@ -384,7 +384,7 @@ Napi::Value JsEngine::BdevStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// createRecordBdev(name, numBlocks, blockSize): TEST-ONLY (see bdev/record.h).
+// createRecordBdev(name, numBlocks, blockSize, delayUs = 0): TEST-ONLY (see bdev/record.h).
 Napi::Value JsEngine::CreateRecordBdev(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string op = "test.createRecordBdev";
@@ -392,8 +392,10 @@ Napi::Value JsEngine::CreateRecordBdev(const Napi::CallbackInfo& info) {
   std::string name = info[0].As<Napi::String>();
   if (FindBdev(name) != nullptr) ThrowSpdkError(env, "bdev " + name + " already exists", EEXIST, op);
   int err = 0;
+  const uint64_t delay_us =
+      info.Length() > 3 && info[3].IsNumber() ? static_cast<uint64_t>(info[3].As<Napi::Number>().DoubleValue()) : 0;
   RecordBdev* b = RecordBdev::Create(name, static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue()),
-                                     info[2].As<Napi::Number>().Uint32Value(), &err);
+                                     info[2].As<Napi::Number>().Uint32Value(), delay_us, &err);
   if (b == nullptr) ThrowSpdkError(env, ErrnoText(err), err, op);
   AddBdev(b);
   return DescribeBdev(env, b);

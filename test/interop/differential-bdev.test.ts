@@ -333,6 +333,11 @@ describe('differential: bdev RPCs against SPDK spdk_tgt', function () {
       await lv('bdev_lvol_set_read_only', {});
       await lv('bdev_get_bdevs', { name: '$t1' });
       await lv('bdev_lvol_resize', { name: '$t1', size_in_mib: 8 });
+      // A read-only lvol that had a clone stays a "snapshot" once the clone is gone.
+      await lv('bdev_lvol_clone', { snapshot_name: '$t1', clone_name: 'tc' }, 'tc');
+      await lv('bdev_get_bdevs', { name: '$t1' });
+      await lv('bdev_lvol_delete', { name: '$tc' });
+      await lv('bdev_get_bdevs', { name: '$t1' });
 
       await lv('bdev_lvol_rename', { old_name: '$v1', new_name: 'v1b' });
       await lv('bdev_lvol_rename', { old_name: 'lvs0/v1b', new_name: 't1' });

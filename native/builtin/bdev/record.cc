@@ -4,6 +4,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
+
+#include "../reactor/reactor.h"
 
 namespace spdk_node {
 
@@ -12,8 +15,44 @@ namespace {
 class RecordChannel : public BdevChannel {
  public:
   RecordChannel(RecordBdev* bdev, Reactor* reactor) : BdevChannel(bdev, reactor), rb_(bdev) {}
+  ~RecordChannel() override {
+    // Nothing is in flight (the owner's contract), so the poller has nothing left to do.
+    if (poller_ != nullptr) reactor_->UnregisterPoller(poller_);
+  }
 
   void Submit(BdevIo* io) override {
+    if (rb_->delay_us() == 0) return Execute(io);
+    delayed_.push_back({io, Reactor::NowUs() + rb_->delay_us()});
+    if (poller_ == nullptr) {
+      // Untimed and busy while anything waits: the reactor spins instead of sleeping (timed
+      // pollers do not wake the JS thread's reactor, and sleep in whole milliseconds).
+      poller_ = reactor_->RegisterPoller("record_delay", [this]() { return Poll(); });
+    }
+  }
+
+ private:
+  struct Delayed {
+    BdevIo* io;
+    uint64_t due_us;
+  };
+
+  bool Poll() {
+    const uint64_t now = Reactor::NowUs();
+    bool did = false;
+    while (!delayed_.empty() && delayed_.front().due_us <= now) {
+      BdevIo* io = delayed_.front().io;
+      delayed_.pop_front();
+      Execute(io);  // may submit more (appended behind, due later)
+      did = true;
+    }
+    if (delayed_.empty() && poller_ != nullptr) {
+      reactor_->UnregisterPoller(poller_);
+      poller_ = nullptr;
+    }
+    return did || !delayed_.empty();
+  }
+
+  void Execute(BdevIo* io) {
     const uint64_t bs = rb_->block_size();
     const uint64_t off = io->offset_blocks * bs;
     const uint64_t len = io->num_blocks * bs;
@@ -43,24 +82,30 @@ class RecordChannel : public BdevChannel {
     io->Complete(0);
   }
 
- private:
   RecordBdev* rb_;
+  std::deque<Delayed> delayed_;
+  Poller* poller_ = nullptr;
 };
 
 }  // namespace
 
-RecordBdev* RecordBdev::Create(const std::string& name, uint64_t num_blocks, uint32_t block_size, int* errno_out) {
+RecordBdev* RecordBdev::Create(const std::string& name, uint64_t num_blocks, uint32_t block_size,
+                               uint64_t delay_us, int* errno_out) {
   size_t len = num_blocks * block_size;
   void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     *errno_out = ENOMEM;
     return nullptr;
   }
-  return new RecordBdev(name, num_blocks, block_size, static_cast<uint8_t*>(p), len);
+  return new RecordBdev(name, num_blocks, block_size, delay_us, static_cast<uint8_t*>(p), len);
 }
 
-RecordBdev::RecordBdev(const std::string& name, uint64_t num_blocks, uint32_t block_size, uint8_t* data, size_t len)
-    : Bdev(name, "Recording test disk", block_size, num_blocks, ""), data_(data), len_(len) {}
+RecordBdev::RecordBdev(const std::string& name, uint64_t num_blocks, uint32_t block_size,
+                       uint64_t delay_us, uint8_t* data, size_t len)
+    : Bdev(name, "Recording test disk", block_size, num_blocks, ""),
+      delay_us_(delay_us),
+      data_(data),
+      len_(len) {}
 
 RecordBdev::~RecordBdev() { munmap(data_, len_); }
 

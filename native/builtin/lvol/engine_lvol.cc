@@ -108,7 +108,10 @@ void JsEngine::DescribeLvol(Napi::Env env, Lvol* lv, Napi::Object& o) const {
   ds.Set("base_bdev", s->base()->name());
   ds.Set("thin_provision", Napi::Boolean::New(env, (lv->js.flags & lvolfmt::kFlagThin) != 0));
   ds.Set("num_allocated_clusters", Napi::Number::New(env, static_cast<double>(lv->num_allocated.load())));
-  ds.Set("snapshot", Napi::Boolean::New(env, (lv->js.flags & lvolfmt::kFlagSnapshot) != 0 || has_clones));
+  // SPDK's spdk_blob_is_snapshot(): has had a clone since the store was loaded (see
+  // Lvol::MdState::was_parent), not the on-disk snapshot flag: a snapshot whose clones are all
+  // gone stays one until the store is loaded again, and then is not.
+  ds.Set("snapshot", Napi::Boolean::New(env, lv->js.was_parent || has_clones));
   ds.Set("clone", Napi::Boolean::New(env, lv->js.parent != nullptr));
   if (lv->js.parent != nullptr) ds.Set("base_snapshot", lv->js.parent->js.name);
   if (has_clones) ds.Set("clones", clones);

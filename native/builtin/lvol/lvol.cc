@@ -90,9 +90,10 @@ ClusterMap* Lvol::SwapMap(ClusterMap* m) {
   return old;
 }
 
-void Lvol::AddChannel(LvolChannel* ch) {
+bool Lvol::AddChannel(LvolChannel* ch) {
   std::lock_guard<std::mutex> lock(ch_mu_);
   channels_.push_back(ch);
+  return frozen_;
 }
 
 void Lvol::RemoveChannel(LvolChannel* ch) {
@@ -100,25 +101,95 @@ void Lvol::RemoveChannel(LvolChannel* ch) {
   channels_.erase(std::remove(channels_.begin(), channels_.end(), ch), channels_.end());
 }
 
-uint64_t Lvol::InFlight() {
-  std::lock_guard<std::mutex> lock(ch_mu_);
-  uint64_t n = 0;
-  for (LvolChannel* ch : channels_) n += ch->inflight();
-  return n;
+std::vector<Reactor*> Lvol::ReactorsLocked() const {
+  std::vector<Reactor*> rs;
+  for (LvolChannel* ch : channels_) {
+    if (std::find(rs.begin(), rs.end(), ch->reactor()) == rs.end()) rs.push_back(ch->reactor());
+  }
+  return rs;
+}
+
+void Lvol::FreezeChannels(Reactor* md, std::function<void()> drained) {
+  std::vector<Reactor*> rs;
+  {
+    std::lock_guard<std::mutex> lock(ch_mu_);
+    frozen_ = true;
+    rs = ReactorsLocked();
+  }
+  if (rs.empty()) return drained();
+  // md thread only: reactors that have not answered yet.
+  auto left = std::make_shared<size_t>(rs.size());
+  auto fn = std::make_shared<std::function<void()>>(std::move(drained));
+  for (Reactor* r : rs) {
+    Ref();  // the message may outlive every channel
+    r->Send([this, r, md, left, fn]() {
+      auto wait = std::make_shared<LvolChannel::DrainWait>();
+      wait->left = 1;  // a guard, dropped below
+      wait->done = [md, left, fn]() {
+        md->Send([left, fn]() {
+          if (--*left == 0) (*fn)();
+        });
+      };
+      {
+        // Channels on r are created and destroyed only on r's thread, and nothing below calls
+        // out, so the set is stable while the lock is held.
+        std::lock_guard<std::mutex> lock(ch_mu_);
+        for (LvolChannel* ch : channels_) {
+          if (ch->reactor() != r) continue;
+          ch->frozen_ = true;
+          if (ch->inflight_ != 0) {
+            wait->left++;
+            ch->drain_waits_.push_back(wait);
+          }
+        }
+      }
+      if (--wait->left == 0) wait->done();
+      Unref();
+    });
+  }
+}
+
+void Lvol::ThawChannels() {
+  {
+    std::lock_guard<std::mutex> lock(ch_mu_);
+    frozen_ = false;
+  }
+  KickChannels();
 }
 
 void Lvol::KickChannels() {
-  std::vector<Reactor*> reactors;
+  std::vector<Reactor*> rs;
   {
     std::lock_guard<std::mutex> lock(ch_mu_);
-    for (LvolChannel* ch : channels_) {
-      if (std::find(reactors.begin(), reactors.end(), ch->reactor()) == reactors.end()) {
-        reactors.push_back(ch->reactor());
-      }
-    }
+    rs = ReactorsLocked();
   }
-  // An empty message is enough: it wakes the reactor, whose held-I/O poller re-checks.
-  for (Reactor* r : reactors) r->Send([]() {});
+  for (Reactor* r : rs) {
+    Ref();
+    r->Send([this, r]() {
+      SyncChannelsOn(r);
+      Unref();
+    });
+  }
+}
+
+void Lvol::SyncChannelsOn(Reactor* r) {
+  std::vector<LvolChannel*> mine;
+  {
+    std::lock_guard<std::mutex> lock(ch_mu_);
+    for (LvolChannel* ch : channels_)
+      if (ch->reactor() == r) mine.push_back(ch);
+  }
+  for (LvolChannel* ch : mine) {
+    {
+      // Resume() below runs completion callbacks, which may close another channel here: touch
+      // only channels still registered. The state is read now, not when the message was sent:
+      // a freeze that came after this thaw must stay in force.
+      std::lock_guard<std::mutex> lock(ch_mu_);
+      if (std::find(channels_.begin(), channels_.end(), ch) == channels_.end()) continue;
+      ch->frozen_ = frozen_;
+    }
+    ch->Resume();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,89 +230,128 @@ LvolChannel::LvolChannel(Lvol* lvol, Reactor* reactor)
       store_(lvol->store_ref()),
       base_(store_->base()->CreateChannel(reactor)),
       blocks_per_cluster_(store_->blocks_per_cluster()),
+      cluster_shift_(static_cast<unsigned>(__builtin_ctzll(store_->blocks_per_cluster()))),
       data_offset_blocks_(store_->data_offset_blocks()) {
-  lvol_->AddChannel(this);
+  frozen_ = lvol_->AddChannel(this);
 }
 
 LvolChannel::~LvolChannel() {
-  // Nothing is in flight (the owner's contract), and held I/O counts as in flight.
+  // Nothing is in flight or held (the owner's contract: every submitted I/O has completed).
   lvol_->RemoveChannel(this);
-  if (held_poller_ != nullptr) reactor_->UnregisterPoller(held_poller_);
+  if (!drain_waits_.empty()) Drained();
   delete base_;
-  for (Piece* p : free_pieces_) delete p;
-}
-
-bool LvolChannel::Enter() {
-  inflight_.fetch_add(1, std::memory_order_seq_cst);
-  if (lvol_->frozen.load(std::memory_order_seq_cst)) {
-    inflight_.fetch_sub(1, std::memory_order_seq_cst);
-    return false;
+  while (free_pieces_ != nullptr) {
+    Piece* p = free_pieces_;
+    free_pieces_ = p->next_free;
+    delete p;
   }
-  return true;
+  while (free_directs_ != nullptr) {
+    Direct* d = free_directs_;
+    free_directs_ = d->next_free;
+    delete d;
+  }
 }
 
+void LvolChannel::Drained() {
+  std::vector<std::shared_ptr<DrainWait>> waits;
+  waits.swap(drain_waits_);
+  for (const auto& w : waits)
+    if (--w->left == 0) w->done();
+}
+
+// The I/O path (Submit, Dispatch, OnDirectDone) calls nothing but in tail position, and keeps
+// the rare cases in separate functions, so it needs no stack frame of its own: after a write's
+// copy into a malloc base the store buffer is full, and every store here (a register spilled to
+// the stack included) waits for it to drain.
 void LvolChannel::Submit(BdevIo* io) {
-  if (lvol_->deleted.load(std::memory_order_acquire) || lvol_->removed()) {
+  if (__builtin_expect(lvol_->deleted.load(std::memory_order_acquire) || lvol_->removed(), 0)) {
     return io->Complete(-ENODEV);
   }
-  // Behind held I/O (FIFO), or held itself while the lvol is frozen.
-  if (!held_.empty() || !Enter()) return Hold(io);
+  // Behind held I/O (FIFO), or held itself while frozen; a thaw message resumes it.
+  if (__builtin_expect(frozen_ || !held_.empty(), 0)) return Hold(io);
   Dispatch(io);
 }
 
-void LvolChannel::Hold(BdevIo* io) {
-  held_.push_back(io);
-  if (held_poller_ == nullptr) {
-    // Untimed: it runs whenever the reactor runs, and the md thread wakes the reactor when it
-    // thaws the lvol (Lvol::KickChannels).
-    held_poller_ = reactor_->RegisterPoller("lvol_held", [this]() { return PollHeld(); });
-  }
-}
+void LvolChannel::Hold(BdevIo* io) { held_.push_back(io); }
 
-bool LvolChannel::PollHeld() {
-  bool did = false;
+void LvolChannel::Resume() {
   while (!held_.empty()) {
     BdevIo* io = held_.front();
     if (lvol_->deleted.load(std::memory_order_acquire) || lvol_->removed()) {
       held_.pop_front();
       io->Complete(-ENODEV);
-      did = true;
       continue;
     }
-    if (!Enter()) break;
+    if (frozen_) break;
     held_.pop_front();
     Dispatch(io);
-    did = true;
   }
-  if (held_.empty() && held_poller_ != nullptr) {
-    reactor_->UnregisterPoller(held_poller_);
-    held_poller_ = nullptr;
-  }
-  return did;
 }
 
-LvolChannel::Piece* LvolChannel::NewPiece() {
-  Piece* p;
-  if (free_pieces_.empty()) {
-    p = new Piece();
-    p->ch = this;
-    p->child.cb = &LvolChannel::OnChildDone;
-    p->child.cb_ctx = p;
-  } else {
-    p = free_pieces_.back();
-    free_pieces_.pop_back();
-  }
-  p->attempts = 0;
-  p->iovs.clear();
+LvolChannel::Piece* LvolChannel::AllocPiece() {
+  Piece* p = new Piece();
+  p->ch = this;
+  p->child.cb = &LvolChannel::OnChildDone;
+  p->child.cb_ctx = p;
   return p;
 }
 
-void LvolChannel::ParentDone(BdevIo* io, int status) {
-  Exit();
-  io->Complete(status);
+void LvolChannel::Dispatch(BdevIo* io) {
+  // Fast path: a read or write inside one allocated cluster is one base I/O on the parent's
+  // own iovecs; no splitting, no part counting (OnDirectDone completes the parent).
+  const IoType type = io->type;
+  if (type == IoType::kRead || type == IoType::kWrite) {
+    const uint64_t off = io->offset_blocks;
+    const uint64_t n = io->num_blocks;
+    const uint64_t cluster = off >> cluster_shift_;
+    const uint64_t in = off & (blocks_per_cluster_ - 1);
+    const uint64_t nb = lvol_->num_blocks();
+    if (n != 0 && in + n <= blocks_per_cluster_ && off < nb && n <= nb - off &&
+        (type == IoType::kRead || !lvol_->read_only())) {
+      const uint32_t e = lvol_->map()->Get(cluster);
+      uint64_t total = 0;
+      for (int i = 0; i < io->iovcnt; i++) total += io->iovs[i].iov_len;
+      if (e != 0 && total == n * lvol_->block_size()) {
+        Direct* d = free_directs_;
+        if (__builtin_expect(d == nullptr, 0)) return AddDirect(io);
+        free_directs_ = d->next_free;
+        inflight_++;
+        d->parent = io;
+        BdevIo& c = d->child;
+        c.type = type;
+        c.offset_blocks = data_offset_blocks_ + (static_cast<uint64_t>(e - 1) << cluster_shift_) + in;
+        c.num_blocks = n;
+        c.iovs = io->iovs;
+        c.iovcnt = io->iovcnt;
+        return base_->Submit(&c);
+      }
+    }
+  }
+  inflight_++;
+  DispatchSplit(io);
 }
 
-void LvolChannel::Dispatch(BdevIo* io) {
+void LvolChannel::AddDirect(BdevIo* io) {
+  Direct* d = new Direct();
+  d->ch = this;
+  d->child.cb = &LvolChannel::OnDirectDone;
+  d->child.cb_ctx = d;
+  d->next_free = free_directs_;
+  free_directs_ = d;
+  Dispatch(io);
+}
+
+void LvolChannel::OnDirectDone(BdevIo* c, int status, void* ctx) {
+  Direct* d = static_cast<Direct*>(ctx);
+  LvolChannel* ch = d->ch;
+  BdevIo* parent = d->parent;
+  d->next_free = ch->free_directs_;
+  ch->free_directs_ = d;
+  ch->ParentDone(parent, status);
+  (void)c;
+}
+
+void LvolChannel::DispatchSplit(BdevIo* io) {
   PartsLeft(io) = 1;  // a guard: inline completions cannot finish the parent early
   FirstError(io) = 0;
   if (IsWriteType(io->type) && lvol_->read_only()) return ParentDone(io, -EPERM);
@@ -369,7 +479,7 @@ void LvolChannel::OnChildDone(BdevIo* io, int status, void* ctx) {
 }
 
 void LvolChannel::PieceDone(Piece* p, int status, BdevIo* parent) {
-  if (p != nullptr) free_pieces_.push_back(p);
+  if (p != nullptr) FreePiece(p);
   if (status != 0 && FirstError(parent) == 0) {
     FirstError(parent) = static_cast<uint64_t>(static_cast<int64_t>(status));
   }

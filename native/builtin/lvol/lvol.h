@@ -8,16 +8,24 @@
 //    thread to allocate a cluster on the first write to it.
 //  - JS thread: reads Lvol::js (the state as of the last commit) and the atomics.
 //
-// Freeze: while an operation changes what channels read without atomics (a map's page table, the
-// parent pointer, whose clusters a map holds), the md thread freezes the lvol: it sets `frozen`,
-// then waits until no channel has an I/O in flight. A channel counts an I/O in flight before it
-// looks at `frozen` (both seq_cst), so either the md thread sees the count or the channel sees
-// the flag and holds the I/O until the lvol thaws.
+// Freeze (SPDK's model: spdk_for_each_channel, no shared counter on the I/O path): while an
+// operation changes what channels read without atomics (a map's page table, the parent pointer,
+// whose clusters a map holds), the md thread freezes the lvol. It marks the channel registry
+// frozen (under its mutex) and sends every reactor that has a channel of the lvol a message;
+// on that reactor the message sets each channel's own `frozen_` flag and answers the md thread
+// once the channel's own in-flight count (plain, reactor-local) is zero. New I/O on a frozen
+// channel is held. A channel created while the registry is frozen starts frozen (it decides
+// under the same mutex), so a channel the messages missed cannot slip I/O in. Thaw clears the
+// registry flag and sends each reactor a message that copies the registry's state into its
+// channels and resubmits their held I/O. Messages from the md thread to one reactor run in
+// order, and each channel copies the registry state rather than assuming "thawed", so a late
+// thaw message never undoes a newer freeze.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,7 +38,7 @@ namespace spdk_node {
 
 class Lvstore;
 class LvolChannel;
-struct Poller;
+class Reactor;
 
 // Sparse map: lvol cluster index -> data cluster + 1 (0 = unallocated). Pages of entries are
 // allocated on first use, so a huge thin lvol costs memory only where it is allocated.
@@ -64,7 +72,7 @@ class ClusterMap {
   uint64_t npages_ = 0;
 };
 
-class Lvol : public Bdev {
+class Lvol final : public Bdev {
  public:
   Lvol(std::shared_ptr<Lvstore> store, const lvolfmt::Uuid& uuid, uint64_t size_clusters);
   ~Lvol() override;
@@ -91,17 +99,22 @@ class Lvol : public Bdev {
   ClusterMap* SwapMap(ClusterMap* m);
   void SetSizeBlocks(uint64_t blocks) { set_num_blocks(blocks); }
 
-  std::atomic<bool> frozen{false};
   std::atomic<bool> deleted{false};  // set when deletion starts: new I/O fails -ENODEV
   std::atomic<bool> read_only_{false};
   std::atomic<uint64_t> num_allocated{0};
 
-  // Channel registry (channel create/destroy and freeze only; never on the I/O path).
-  void AddChannel(LvolChannel* ch);
+  // Channel registry (channel create/destroy, freeze and thaw; never on the I/O path).
+  // Registers ch (its reactor's thread); returns whether it must start frozen.
+  bool AddChannel(LvolChannel* ch);
   void RemoveChannel(LvolChannel* ch);
-  // Sum of the channels' in-flight I/O (md thread, after setting frozen).
-  uint64_t InFlight();
-  // Wakes every reactor that has a channel of this lvol (held I/O re-checks the flags).
+  // md thread: freeze every channel (see the top of this file); `drained` runs on the md thread
+  // (inline when the lvol has no channel) once none has an I/O in flight. Each call waits for
+  // the drain, also when the lvol is already frozen.
+  void FreezeChannels(Reactor* md, std::function<void()> drained);
+  // md thread: the registry is thawed and every channel follows.
+  void ThawChannels();
+  // Any thread: every channel re-reads the registry's frozen state and re-examines its held I/O
+  // (resubmits it when thawed, fails it with -ENODEV once the lvol is deleted or removed).
   void KickChannels();
 
   // md thread only.
@@ -113,6 +126,10 @@ class Lvol : public Bdev {
     uint64_t size_clusters = 0;
     State state = kCreating;
     std::vector<Lvol*> clones;  // lvols whose parent this is
+    // Has had a clone since the store was loaded: what SPDK reports as "snapshot" (its blobstore
+    // keeps a blob's clone list from its first clone until the blob or the store goes, and
+    // builds lists at load only for blobs that have clones). Never stored.
+    bool was_parent = false;
     int freeze_count = 0;
   } md;
 
@@ -122,6 +139,7 @@ class Lvol : public Bdev {
     uint32_t flags = 0;
     uint32_t clear_method = lvolfmt::kClearUnmap;
     Lvol* parent = nullptr;
+    bool was_parent = false;
     bool registered = false;
   } js;
 
@@ -130,8 +148,14 @@ class Lvol : public Bdev {
   lvolfmt::Uuid id_;
   ClusterMap* map_;
   Lvol* parent_ = nullptr;
+  // On a channel's reactor: the registry's current state into each of its channels there.
+  void SyncChannelsOn(Reactor* r);
+  // Reactors with at least one channel (ch_mu_ held).
+  std::vector<Reactor*> ReactorsLocked() const;
+
   std::mutex ch_mu_;
   std::vector<LvolChannel*> channels_;
+  bool frozen_ = false;  // the registry's state (ch_mu_)
 };
 
 class LvolChannel : public BdevChannel {
@@ -139,35 +163,71 @@ class LvolChannel : public BdevChannel {
   LvolChannel(Lvol* lvol, Reactor* reactor);
   ~LvolChannel() override;
   void Submit(BdevIo* io) override;
-  uint64_t inflight() const { return inflight_.load(std::memory_order_seq_cst); }
 
  private:
+  friend class Lvol;  // freeze and thaw messages
+
+  // A read or write inside one allocated cluster, passed to the base as it is (fast path).
+  struct Direct {
+    BdevIo child;  // cb, cb_ctx set once
+    BdevIo* parent = nullptr;
+    LvolChannel* ch = nullptr;
+    Direct* next_free = nullptr;
+  };
   // One cluster-sized (or smaller) part of an I/O.
   struct Piece {
     BdevIo child;
     BdevIo* parent = nullptr;
     LvolChannel* ch = nullptr;
+    Piece* next_free = nullptr;
     uint64_t cluster = 0;        // lvol cluster index
     uint64_t off_blocks = 0;     // offset inside the cluster
     uint64_t num_blocks = 0;
     std::vector<struct iovec> iovs;
     int attempts = 0;
   };
+  // Counts down the channels of one reactor a freeze waits for (that reactor's thread only).
+  struct DrainWait {
+    int left = 0;
+    std::function<void()> done;
+  };
 
-  bool Enter();
-  void Exit() { inflight_.fetch_sub(1, std::memory_order_seq_cst); }
+  void Exit() {
+    if (--inflight_ == 0 && !drain_waits_.empty()) Drained();
+  }
+  void Drained();
   void Hold(BdevIo* io);
-  bool PollHeld();
+  // Held I/O: resubmits it while not frozen, fails it once the lvol is gone.
+  void Resume();
   void Dispatch(BdevIo* io);
+  void DispatchSplit(BdevIo* io);
   void StartPiece(Piece* p);
   void SubmitToBase(Piece* p, IoType type, uint32_t entry);
   void RequestCluster(Piece* p);
   void OnAllocated(Piece* p, int status);
   // A part of `parent` finished (p: the piece to recycle, or null for a part without one).
   void PieceDone(Piece* p, int status, BdevIo* parent);
-  void ParentDone(BdevIo* io, int status);
-  Piece* NewPiece();
+  void ParentDone(BdevIo* io, int status) {
+    Exit();
+    io->Complete(status);
+  }
+  Piece* NewPiece() {
+    Piece* p = free_pieces_;
+    if (p == nullptr) return AllocPiece();
+    free_pieces_ = p->next_free;
+    p->attempts = 0;
+    p->iovs.clear();
+    return p;
+  }
+  Piece* AllocPiece();
+  void FreePiece(Piece* p) {
+    p->next_free = free_pieces_;
+    free_pieces_ = p;
+  }
   static void OnChildDone(BdevIo* io, int status, void* ctx);
+  // Adds one to the free list, then dispatches io (the fast path found the list empty).
+  void AddDirect(BdevIo* io);
+  static void OnDirectDone(BdevIo* io, int status, void* ctx);
   // Data cluster + 1 holding lvol cluster `idx` in the parent chain, or 0 (zeroes).
   uint32_t LookupChain(uint64_t idx) const;
 
@@ -175,11 +235,15 @@ class LvolChannel : public BdevChannel {
   std::shared_ptr<Lvstore> store_;
   BdevChannel* base_;
   uint64_t blocks_per_cluster_;
+  unsigned cluster_shift_;  // log2(blocks_per_cluster_): both sizes are powers of two
   uint64_t data_offset_blocks_;
-  alignas(64) std::atomic<uint64_t> inflight_{0};
+  // Reactor-local: no other thread reads these (the md thread learns of a drain by message).
+  bool frozen_ = false;
+  uint64_t inflight_ = 0;  // dispatched and not yet completed (held I/O is not counted)
+  std::vector<std::shared_ptr<DrainWait>> drain_waits_;
   std::deque<BdevIo*> held_;
-  Poller* held_poller_ = nullptr;
-  std::vector<Piece*> free_pieces_;
+  Piece* free_pieces_ = nullptr;
+  Direct* free_directs_ = nullptr;
 };
 
 }  // namespace spdk_node

@@ -68,6 +68,7 @@ void LvolModule::ApplyView(const std::shared_ptr<Lvstore>& store, StoreView* vie
     lv->js.flags = e.flags;
     lv->js.clear_method = e.clear_method;
     lv->js.parent = e.parent;
+    lv->js.was_parent = e.was_parent;
     lv->aliases.assign(1, v->name + "/" + e.name);
     if (!lv->js.registered) {
       lv->js.registered = true;

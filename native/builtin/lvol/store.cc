@@ -102,7 +102,7 @@ void Lvstore::LoadImage(const Image& img, int active_slot) {
     if (IsNullUuid(img.lvols[i].parent)) continue;
     Lvol* parent = by_uuid[img.lvols[i].parent];
     lvols_[i]->SetParent(parent);
-    parent->md.clones.push_back(lvols_[i]);
+    AddClone(parent, lvols_[i]);
   }
   free_clusters.store(free_count_);
 }
@@ -143,6 +143,11 @@ void Lvstore::Forsake(Lvol* lv) {
   w.clear_method = kClearNone;
   if (!w.freed.empty()) orphan_frees_.push_back(std::move(w));
   lv->Unref();
+}
+
+void Lvstore::AddClone(Lvol* parent, Lvol* clone) {
+  parent->md.clones.push_back(clone);
+  parent->md.was_parent = true;
 }
 
 void Lvstore::ReplaceClone(Lvol* parent, Lvol* from, Lvol* to) {
@@ -220,6 +225,7 @@ StoreView* Lvstore::BuildView() const {
     e.flags = lv->md.flags;
     e.clear_method = lv->md.clear_method;
     e.parent = lv->parent();
+    e.was_parent = lv->md.was_parent;
     v->lvols.push_back(std::move(e));
   }
   return v;
@@ -610,28 +616,25 @@ void Lvstore::WaitUntil(std::function<bool()> pred, std::function<void()> then) 
 }
 
 void Lvstore::Freeze(const std::vector<Lvol*>& set, std::function<void()> drained) {
+  // Every lvol of the set is frozen at once (its registry flag set before any drain is
+  // awaited); drained runs when the last one has nothing in flight.
+  auto left = std::make_shared<size_t>(set.size() + 1);  // + a guard, dropped below
+  auto finish = [set, drained, left]() {
+    if (--*left != 0) return;
+    drained();
+    for (Lvol* lv : set) lv->Unref();
+  };
   for (Lvol* lv : set) {
     lv->Ref();  // kept until the wait ends
-    if (lv->md.freeze_count++ == 0) lv->frozen.store(true, std::memory_order_seq_cst);
+    lv->md.freeze_count++;
+    lv->FreezeChannels(md_reactor_, finish);
   }
-  WaitUntil(
-      [set]() {
-        for (Lvol* lv : set)
-          if (lv->InFlight() != 0) return false;
-        return true;
-      },
-      [set, drained]() {
-        drained();
-        for (Lvol* lv : set) lv->Unref();
-      });
+  finish();
 }
 
 void Lvstore::Thaw(const std::vector<Lvol*>& set) {
   for (Lvol* lv : set) {
-    if (--lv->md.freeze_count == 0) {
-      lv->frozen.store(false, std::memory_order_seq_cst);
-      lv->KickChannels();
-    }
+    if (--lv->md.freeze_count == 0) lv->ThawChannels();
   }
 }
 
@@ -1237,7 +1240,7 @@ void Lvstore::OpSnapshot(Lvol* origin, const std::string& name, Answer done) {
       snap->SetParent(gp);
       if (gp != nullptr) ReplaceClone(gp, origin, snap);
       origin->SetParent(snap);
-      snap->md.clones.push_back(origin);
+      AddClone(snap, origin);
       origin->md.flags |= kFlagThin;
       snap->md.state = Lvol::MdState::kLive;
       self->MarkChanged();
@@ -1270,7 +1273,7 @@ void Lvstore::OpClone(Lvol* snap, const std::string& name, Answer done) {
     if (!self->Fits(RecordSize(name.size(), 0))) return fail(ENOSPC, "lvstore metadata is full");
     Lvol* c = self->NewLvol(NewUuid(), name, snap->md.size_clusters, kFlagThin, kClearUnmap);
     c->SetParent(snap);
-    snap->md.clones.push_back(c);
+    AddClone(snap, c);
     c->md.state = Lvol::MdState::kLive;
     self->MarkChanged();
     self->WaitCommit([self, c, snap, done](int st) {
@@ -1387,7 +1390,7 @@ void Lvstore::OpInflate(Lvol* lv, bool allocate_all, Answer done) {
         Lvol* parent = lv->parent();
         Lvol* heir = allocate_all || parent == nullptr ? nullptr : parent->parent();
         if (parent != nullptr) ReplaceClone(parent, lv, nullptr);
-        if (heir != nullptr) heir->md.clones.push_back(lv);
+        if (heir != nullptr) AddClone(heir, lv);
         lv->SetParent(heir);
         if (allocate_all) lv->md.flags &= ~uint32_t{kFlagThin};
         self->Thaw(set);

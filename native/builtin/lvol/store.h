@@ -45,6 +45,7 @@ struct LvolViewEntry {
   uint32_t flags = 0;
   uint32_t clear_method = 0;
   Lvol* parent = nullptr;
+  bool was_parent = false;
 };
 
 struct StoreView {
@@ -208,6 +209,7 @@ class Lvstore : public std::enable_shared_from_this<Lvstore> {
   // Undoes a create/clone whose commit failed.
   void Forsake(Lvol* lv);
   static void ReplaceClone(Lvol* parent, Lvol* from, Lvol* to);
+  static void AddClone(Lvol* parent, Lvol* clone);
 
   LvolHost* host_;
   Bdev* base_;
