@@ -209,6 +209,35 @@ describe('NVMe/TCP target (builtin engine)', function () {
     }
   });
 
+  it('hot removal under load: a namespace removed while two queues keep I/O in flight fails their commands with Invalid Namespace, and the target keeps serving', async () => {
+    const c = await connect({ ioQueues: 2 });
+    const seen = new Map<string, number>();
+    let stop = false;
+    const load = async (q: number): Promise<void> => {
+      for (let i = 0; !stop; i++) {
+        const lba = (q * 4096 + (i % 512) * 8) % 32000;
+        const r = await c.writeCmd(1, lba, pattern(4 * KIB, i), { queue: c.io[q] } as never);
+        const key = `${r.cqe.sct}/${r.cqe.sc}`;
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+        if (r.cqe.status !== 0) stop = true;
+      }
+    };
+    const loads = [load(0), load(1)];
+    await new Promise((r) => setTimeout(r, 150));
+    await spdk.rpc.call('nvmf_subsystem_remove_ns', { nqn: NQN, nsid: 1 });
+    await Promise.all(loads);
+    expect(seen.get('0/0'), 'writes succeeded before the removal').to.be.greaterThan(0);
+    const failures = [...seen.keys()].filter((k) => k !== '0/0');
+    expect(failures, `statuses seen: ${JSON.stringify([...seen])}`).to.deep.equal(['0/11']);
+    // Still serving: the bdev exported again, I/O works on both queues.
+    await spdk.rpc.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'M0', nsid: 1 } });
+    for (const q of c.io) {
+      const d = pattern(4 * KIB, 7);
+      expect((await c.write(1, 100, d, { queue: q } as never)).cqe.status).to.equal(0);
+      expect((await c.read(1, 100, 8, { queue: q } as never)).equals(d)).to.equal(true);
+    }
+  });
+
   it('deleting the subsystem disconnects its hosts and frees the queues', async () => {
     const c = await connect({ ioQueues: 2 });
     await spdk.rpc.call('nvmf_delete_subsystem', { nqn: NQN });
