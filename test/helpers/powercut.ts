@@ -3,7 +3,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Spdk } from '../../lib';
-import { fillPattern, tempDir } from './env';
+import { fillPattern, rng, tempDir } from './env';
 
 /**
  * Rebuilding what a disk holds after a simulated power cut, from the write/flush log of the
@@ -27,16 +27,7 @@ function apply(image: Uint8Array, e: RecordedEvent, bytes = e.length): void {
   else if (e.kind === 'zero') image.fill(0, e.offset, e.offset + bytes);
 }
 
-/** Deterministic xorshift32 so a failing case can be replayed from its seed. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /**
  * The image after a cut following the first `n` events of `log`, starting from `initial`.
