@@ -720,6 +720,64 @@ for (const kind of TARGETS) {
         expect(c.queue().termReq!.fes).to.equal(Fes.HeaderDigestError);
         await c.queue().whenClosed();
       });
+
+      /** Runs `fault` on a fresh controller's I/O queue; it must end that connection with a C2HTermReq. */
+      async function fatal(fault: (c: NvmeTcpController) => Promise<unknown>): Promise<TermReq> {
+        const c = await controller({ ioQueues: 1 });
+        await c.identifyNamespace(1);
+        const err = await fault(c).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, 'the command fails with the connection').to.be.instanceOf(QueueClosedError);
+        expect(c.queue().termReq, 'a C2HTermReq').to.not.equal(undefined);
+        await c.queue().whenClosed();
+        return c.queue().termReq!;
+      }
+
+      it('framing and sequence errors each end only their own connection with a C2HTermReq (FES, and FEI for Invalid Header Field); a witness keeps its I/O', async () => {
+        const witness = await controller({ ioQueues: 1 });
+        await witness.identifyNamespace(1);
+        const check = async (round: number): Promise<void> => {
+          const d = pattern(8192, 100 + round);
+          await witness.write(1, 96000 + round * 16, d, { inCapsule: false });
+          expect((await witness.read(1, 96000 + round * 16, 16)).equals(d), `witness data after fault ${round}`).to.equal(true);
+        };
+        // An unknown PDU type.
+        let t = await fatal(async (c) => {
+          const pending = c.exec(c.queue(), sqe({ opc: 0x00, nsid: 1 }), { timeoutMs: 5000 });
+          const bad = Buffer.alloc(8);
+          bad[0] = 0x0f;
+          bad[2] = 8;
+          bad.writeUInt32LE(8, 4);
+          await c.queue().sendRaw(bad);
+          return pending.then(() => c.exec(c.queue(), sqe({ opc: 0x00, nsid: 1 }), { timeoutMs: 5000 }));
+        });
+        expect({ fes: t.fes, fei: t.fei }, 'unknown PDU type').to.deep.equal({ fes: Fes.InvalidHeaderField, fei: 0 });
+        await check(1);
+        // H2CData naming a transfer tag that no R2T gave.
+        t = await fatal((c) => c.writeCmd(1, 96500, pattern(64 * KIB, 3), { inCapsule: false, timeoutMs: 5000, h2cFaults: { editHeader: (h) => h.writeUInt16LE(h.readUInt16LE(10) + 1, 10) } }));
+        expect({ fes: t.fes, fei: t.fei }, 'H2CData with a wrong TTAG').to.deep.equal({ fes: Fes.InvalidHeaderField, fei: 10 });
+        await check(2);
+        // H2CData at an offset the R2T did not ask for.
+        t = await fatal((c) => c.writeCmd(1, 96500, pattern(64 * KIB, 4), { inCapsule: false, timeoutMs: 5000, h2cFaults: { editHeader: (h) => h.writeUInt32LE(h.readUInt32LE(12) + 512, 12) } }));
+        expect(t.fes, 'H2CData outside the R2T window').to.equal(Fes.DataTransferOutOfRange);
+        await check(3);
+      });
+
+      it('an H2CTermReq from the host ends that connection (the target sends nothing more); a witness keeps its I/O', async () => {
+        const witness = await controller({ ioQueues: 1 });
+        await witness.identifyNamespace(1);
+        const c = await controller({ ioQueues: 1 });
+        const after: Buffer[] = [];
+        c.queue().captureRaw((chunk) => after.push(chunk));
+        await c.queue().terminate(Fes.InvalidHeaderField, 0, Buffer.alloc(24, 0x42));
+        await c.queue().whenClosed();
+        expect(Buffer.concat(after).length, 'bytes from the target after the H2CTermReq').to.equal(0);
+        const d = pattern(4096, 77);
+        await witness.write(1, 97000, d);
+        expect((await witness.read(1, 97000, 8)).equals(d)).to.equal(true);
+      });
     });
   });
 }

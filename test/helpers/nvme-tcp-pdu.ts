@@ -131,6 +131,8 @@ export interface BuildOptions {
   corruptHeaderDigest?: boolean;
   /** Flip a bit in the data digest that is sent (fault injection). */
   corruptDataDigest?: boolean;
+  /** Change the header once it is complete, before its digest (fault injection: a wrong TTAG, DATAO, ...). */
+  editHeader?: (header: Buffer) => void;
 }
 
 /**
@@ -164,6 +166,7 @@ export function buildPdu(header: Buffer, data: Uint8Array | undefined, d: Digest
   header[2] = hlen;
   header[3] = pdo;
   header.writeUInt32LE(plen, 4);
+  opts.editHeader?.(header);
   const out: Buffer[] = [header];
   if (hd) {
     const dg = digestBytes(crc32c(header));
