@@ -217,7 +217,7 @@ class RecordingNvmfBackend implements NvmfBackend {
   stats(): NvmfStats {
     this.enter('stats', '');
     const g = { name: 'nvmf_tgt_poll_group_000', adminQpairs: 1, ioQpairs: 2, currentAdminQpairs: 1, currentIoQpairs: 1, pendingBdevIo: 0, completedNvmeIo: 42 };
-    return { tickRate: 2600000000, pollGroups: [g], dataCopies: 0 };
+    return { tickRate: 2600000000, pollGroups: [g], dataCopies: 0, connections: 0, refusedConnections: 0, connectTimeouts: 0, keepAliveTimeouts: 0 };
   }
 }
 
@@ -361,6 +361,7 @@ describe('nvmf RPC methods: the control plane (recording engine)', () => {
         numSharedBuffers: 511,
         c2hSuccess: true,
         maxAqDepth: 128,
+        maxConnections: 1024,
       });
     });
 

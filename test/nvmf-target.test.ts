@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { Spdk } from '../lib';
 import { parseTargetArgs } from '../lib/cli/main';
@@ -283,6 +284,95 @@ describe('NVMe/TCP target (builtin engine)', function () {
     await pending;
     await waitFor('no qpairs left', async () => (await stats()).poll_groups.every((g) => g.current_io_qpairs === 0 && g.current_admin_qpairs === 0));
     expect(await controllers()).to.have.length(0);
+  });
+});
+
+describe('NVMe/TCP target limits (builtin engine)', function () {
+  this.timeout(60000);
+  let spdk: Spdk;
+  let port = 0;
+  const sockets: net.Socket[] = [];
+  const open: NvmeTcpController[] = [];
+
+  /** A TCP connection that sends nothing; resolves once connected. */
+  const idle = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(s));
+      s.on('error', reject);
+      sockets.push(s);
+    });
+  /** Resolves when the target closes the socket (with the bytes it sent before). */
+  const closedByTarget = (s: net.Socket): Promise<number> =>
+    new Promise((resolve) => {
+      let n = 0;
+      s.on('data', (d) => (n += d.length));
+      s.on('close', () => resolve(n));
+      s.on('end', () => resolve(n));
+    });
+  const stats = (): ReturnType<Spdk['nativeEngine']['nvmfStats']> => spdk.nativeEngine.nvmfStats();
+
+  beforeEach(async () => {
+    spdk = await Spdk.start({ engine: 'builtin', cores: [0, 1] });
+    port = await freePort();
+    await spdk.rpc.call('bdev_malloc_create', { name: 'M0', num_blocks: 8192, block_size: 512 });
+    await spdk.rpc.call('nvmf_create_transport', { trtype: 'TCP', max_connections: 4 });
+    await spdk.rpc.call('nvmf_create_subsystem', { nqn: NQN, allow_any_host: true });
+    await spdk.rpc.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'M0' } });
+    await spdk.rpc.call('nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
+  });
+
+  afterEach(async () => {
+    for (const s of sockets.splice(0)) s.destroy();
+    for (const c of open.splice(0)) await c.close().catch(() => undefined);
+    await spdk.stop();
+  });
+
+  it('max_connections: shown by nvmf_get_transports and in save_config; 0 is refused', async () => {
+    const [t] = (await spdk.rpc.call('nvmf_get_transports', {})) as Array<Record<string, unknown>>;
+    expect(t.max_connections).to.equal(4);
+    const cfg = JSON.stringify(spdk.saveConfig());
+    expect(cfg).to.include('"max_connections":4');
+    const other = await Spdk.start({ engine: 'builtin', cores: [0] });
+    try {
+      const err = await other.rpc.call('nvmf_create_transport', { trtype: 'TCP', max_connections: 0 }).then(() => undefined, (e: { code: number; message: string }) => e);
+      expect(err).to.include({ code: -32603, message: 'Failed to create transport.' });
+      expect(await other.rpc.call('nvmf_get_transports', {})).to.deep.equal([]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('max_connections: connections beyond the limit are closed at once and counted; a freed slot serves a host again', async () => {
+    const held = [];
+    for (let i = 0; i < 4; i++) held.push(await idle());
+    await waitFor('4 connections accepted', () => stats().connections === 4);
+    const extra = await idle();
+    expect(await closedByTarget(extra), 'bytes before the close').to.equal(0);
+    expect(stats().refusedConnections).to.equal(1);
+    expect(stats().connections).to.equal(4);
+    held[0].destroy();
+    await waitFor('a slot freed', () => stats().connections === 3);
+    const c = await NvmeTcpController.connect({ host: '127.0.0.1', port, subnqn: NQN, ioQueues: 0 } as never);
+    open.push(c);
+    expect(c.cntlid).to.be.greaterThan(0);
+  });
+
+  it('a connection that completes no Connect within 10 s is closed (it cannot hold a slot); connected hosts stay', async function () {
+    this.timeout(30000);
+    const c = await NvmeTcpController.connect({ host: '127.0.0.1', port, subnqn: NQN, ioQueues: 1, kato: 0 } as never);
+    open.push(c);
+    const s = await idle();
+    const t0 = Date.now();
+    await closedByTarget(s);
+    const waited = Date.now() - t0;
+    expect(waited, 'closed after the deadline').to.be.at.least(9500);
+    expect(stats().connectTimeouts).to.equal(1);
+    await waitFor('the idle connection gone', () => stats().connections === 2);
+    await c.keepAlive();
+    await c.identifyNamespace(1);
+    const d = pattern(4096, 9);
+    await c.write(1, 0, d);
+    expect((await c.read(1, 0, 8)).equals(d)).to.equal(true);
   });
 });
 

@@ -14,6 +14,7 @@ import {
   ProtocolError,
   TermReq,
   CC,
+  CmdSpecificSc,
   CSTS,
   Completion,
   Cqe,
@@ -333,6 +334,17 @@ for (const kind of TARGETS) {
       it('I/O queue Connect before CC.EN = 1: Invalid Parameter pointing at QID (IATTR 0, IPO 42)', async () => {
         const c = await controller({ enable: false });
         expectInvalidParam(await connectRaw({ qid: 1, cntlid: c.cntlid, hostnqn: c.hostnqn, hostid: c.hostid }), 0, 42);
+      });
+
+      it('queue pairs per controller are limited: Number of Queues grants at most max_io_qpairs_per_ctrlr; Connect of QID 128 fails with Invalid Queue Identifier, QID 127 connects', async () => {
+        const c = await controller({ ioQueues: 0 });
+        const granted = await c.setNumberOfQueues(1000);
+        // The default max_io_qpairs_per_ctrlr: 127 I/O queues, QID 1 to 127.
+        expect(granted.nsqa, 'I/O queues granted').to.equal(127);
+        const beyond = await connectRaw({ qid: 128, cntlid: c.cntlid, hostnqn: c.hostnqn, hostid: c.hostid });
+        expectStatus(beyond, Sct.CommandSpecific, CmdSpecificSc.InvalidQueueIdentifier, 'Connect of QID 128');
+        const q = await c.connectIoQueue({ qid: 127 });
+        expect(q.qid).to.equal(127);
       });
 
       it('Connect with RECFMT 1: Incompatible Format', async () => {

@@ -93,6 +93,8 @@ export interface NvmfTransportOpts {
   c2hSuccess: boolean;
   /** Admin queue depth (SPDK's max_aq_depth). */
   maxAqDepth: number;
+  /** TCP connections open at once (spdk-node's max_connections). */
+  maxConnections: number;
 }
 
 export interface NvmfSubsystemDesc {
@@ -144,6 +146,14 @@ export interface NvmfStats {
   }>;
   /** Bytes of command data the transport copied in native code (0 when every transfer is zero-copy). */
   dataCopies: number;
+  /** TCP connections open now (any state, handshake included). */
+  connections: number;
+  /** Connections closed at accept because `max_connections` were open. */
+  refusedConnections: number;
+  /** Connections closed for not completing ICReq and Connect within 10 s. */
+  connectTimeouts: number;
+  /** Controllers torn down because their host stopped sending Keep Alive. */
+  keepAliveTimeouts: number;
 }
 
 export interface NativeIoQueue {

@@ -32,6 +32,8 @@ export interface TransportOptions {
   ioUnitSize?: number;
   maxAqDepth?: number;
   c2hSuccess?: boolean;
+  /** spdk-node's limit on TCP connections open at once (default 1024). */
+  maxConnections?: number;
 }
 
 export interface SubsystemOptions {
@@ -84,6 +86,7 @@ const TRANSPORT_KEYS: Record<keyof TransportOptions, string> = {
   ioUnitSize: 'io_unit_size',
   maxAqDepth: 'max_aq_depth',
   c2hSuccess: 'c2h_success',
+  maxConnections: 'max_connections',
 };
 
 const SUBSYSTEM_KEYS: Record<keyof SubsystemOptions, string> = {

@@ -35,6 +35,8 @@ export interface TransportState {
   disable_command_passthru: boolean;
   kas: number;
   min_kato: number;
+  /** spdk-node's connection limit, when given to nvmf_create_transport (else the default applies). */
+  max_connections?: number;
 }
 
 export interface ListenerState {

@@ -53,6 +53,8 @@ export interface TransportJson {
   abort_timeout_sec: number;
   ack_timeout: number;
   data_wr_pool_size: number;
+  /** spdk-node only, and only when set at nvmf_create_transport. */
+  max_connections?: number;
 }
 
 /** One nvmf_subsystem_get_listeners entry. */

@@ -30,6 +30,8 @@ export function transportToJson(t: TransportState): Record<string, unknown> {
     abort_timeout_sec: t.abort_timeout_sec,
     ack_timeout: t.ack_timeout,
     data_wr_pool_size: t.data_wr_pool_size,
+    // spdk-node's own option: listed only when it was given, so the default answer is SPDK's.
+    ...(t.max_connections !== undefined ? { max_connections: t.max_connections } : {}),
   };
 }
 

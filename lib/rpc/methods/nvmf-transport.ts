@@ -39,6 +39,8 @@ const TCP_OPTS = {
   c2h_success: { type: 'bool', optional: true },
   control_msg_num: { type: 'uint16', optional: true },
   sock_priority: { type: 'uint32', optional: true },
+  // spdk-node's own (SPDK's relaxed decoders ignore it): TCP connections open at once.
+  max_connections: { type: 'uint32', optional: true },
 } as const;
 
 const GET = {
@@ -59,6 +61,8 @@ const MAX_SOCK_PRIORITY = 16;
 /** SPDK_NVME_TCP_IN_CAPSULE_DATA_MAX_SIZE. */
 const TCP_ICD_MAX = 8192;
 const UINT32_MAX = 0xffffffff;
+/** spdk-node's default max_connections (SPDK has no such limit; see docs/nvmf-target.md). */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** spdk_nvmf_transport_opts_init for TCP (generic defaults, then nvmf_tcp_opts_init). */
 function tcpDefaults(): TransportState {
@@ -111,6 +115,10 @@ function tcpCreate(trtype: string, o: TransportState, params: unknown, cores: nu
   if (tcp.c2h_success !== undefined) t.c2h_success = tcp.c2h_success;
   if (tcp.control_msg_num !== undefined) t.control_msg_num = tcp.control_msg_num;
   if (tcp.sock_priority !== undefined) t.sock_priority = tcp.sock_priority;
+  if (tcp.max_connections !== undefined) {
+    if (tcp.max_connections === 0) throw tcpFailure();
+    t.max_connections = tcp.max_connections;
+  }
   if (t.sock_priority > MAX_SOCK_PRIORITY) throw tcpFailure();
   if (t.control_msg_num === 0 && t.in_capsule_data_size < TCP_ICD_MAX) t.control_msg_num = 32;
   if (t.io_unit_size > t.max_io_size) t.io_unit_size = t.max_io_size;
@@ -136,6 +144,7 @@ export function nativeTransportOpts(t: TransportState): NvmfTransportOpts {
     numSharedBuffers: t.num_shared_buffers,
     c2hSuccess: t.c2h_success,
     maxAqDepth: t.max_aq_depth,
+    maxConnections: t.max_connections ?? DEFAULT_MAX_CONNECTIONS,
   };
 }
 

@@ -101,13 +101,14 @@ Napi::Value JsEngine::NvmfCreateTransport(const Napi::CallbackInfo& info) {
   opts.io_unit_size = U32(o, "ioUnitSize", opts.io_unit_size);
   opts.max_aq_depth = U32(o, "maxAqDepth", opts.max_aq_depth);
   opts.num_shared_buffers = U32(o, "numSharedBuffers", opts.num_shared_buffers);
+  opts.max_connections = U32(o, "maxConnections", opts.max_connections);
   Napi::Value c2h = o.Get("c2hSuccess");
   if (c2h.IsBoolean()) opts.c2h_success = c2h.As<Napi::Boolean>().Value();
   if (opts.max_queue_depth < 2 || opts.max_queue_depth > 65535 || opts.max_aq_depth < 2 ||
       opts.max_aq_depth > 4096 || opts.max_io_qpairs_per_ctrlr < 1 ||
       opts.max_io_qpairs_per_ctrlr > 65535 || opts.max_io_size < 4096 ||
       opts.max_io_size > (1u << 24) || opts.in_capsule_data_size > (1u << 20) ||
-      opts.io_unit_size == 0 || opts.num_shared_buffers == 0) {
+      opts.io_unit_size == 0 || opts.num_shared_buffers == 0 || opts.max_connections == 0) {
     ThrowSpdkError(env, "transport options out of range", EINVAL, op);
   }
   const int rc = Nvmf()->CreateTransport(opts);
@@ -406,7 +407,7 @@ Napi::Value JsEngine::NvmfStats(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("tickRate", 1000000000.0);
   Napi::Array groups = Napi::Array::New(env);
-  double copies = 0;
+  double copies = 0, connect_timeouts = 0, keep_alive_timeouts = 0;
   if (nvmf_) {
     for (size_t i = 0; i < nvmf_->group_count(); i++) {
       PollGroup* pg = nvmf_->group(i);
@@ -423,10 +424,16 @@ Napi::Value JsEngine::NvmfStats(const Napi::CallbackInfo& info) {
       num("completedNvmeIo", pg->stats.completed_nvme_io);
       groups.Set(static_cast<uint32_t>(i), g);
       copies += static_cast<double>(pg->stats.data_copies.Get());
+      connect_timeouts += static_cast<double>(pg->stats.connect_timeouts.Get());
+      keep_alive_timeouts += static_cast<double>(pg->stats.keep_alive_timeouts.Get());
     }
   }
   out.Set("pollGroups", groups);
   out.Set("dataCopies", copies);
+  out.Set("connections", nvmf_ ? static_cast<double>(nvmf_->connections()) : 0.0);
+  out.Set("refusedConnections", nvmf_ ? static_cast<double>(nvmf_->refused_connections()) : 0.0);
+  out.Set("connectTimeouts", connect_timeouts);
+  out.Set("keepAliveTimeouts", keep_alive_timeouts);
   return out;
 }
 

@@ -257,6 +257,7 @@ bool PollGroup::Poll() {
       conns_.erase(c->id());
       flush_.erase(std::remove(flush_.begin(), flush_.end(), c), flush_.end());
       delete c;
+      tgt_->connections_.fetch_sub(1, std::memory_order_relaxed);
     }
     busy = true;
   }
@@ -267,7 +268,7 @@ bool PollGroup::TimedChecks() {
   const uint64_t now = Reactor::NowUs();
   std::vector<TcpConn*> list;
   for (auto& kv : conns_) list.push_back(kv.second);
-  for (TcpConn* c : list) c->CheckKeepAlive(now);
+  for (TcpConn* c : list) c->CheckTimers(now);
   // Channels of removed namespaces, once no request uses them (a request holds the
   // Namespace; the map holds one more reference).
   for (auto it = channels_.begin(); it != channels_.end();) {
@@ -419,6 +420,14 @@ bool NvmfTarget::AcceptPoll() {
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) break;
       did = true;
+      if (connections_.load(std::memory_order_relaxed) >= opts_.max_connections) {
+        // At the limit: the host sees the connection closed before ICResp; counted in
+        // nvmfStats().refusedConnections.
+        close(fd);
+        refused_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      connections_.fetch_add(1, std::memory_order_relaxed);
       const int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       sockaddr_storage local{};

@@ -48,7 +48,13 @@ struct NvmfOpts {
   uint32_t max_aq_depth = 128;
   bool c2h_success = true;
   uint32_t num_shared_buffers = 511;
+  // spdk-node's own limit: TCP connections open at once (any state); more are refused at accept.
+  uint32_t max_connections = 1024;
 };
+
+// A connection must finish ICReq and Fabrics Connect within this long, or it is closed (a host
+// that opens connections and sends nothing cannot hold connection slots).
+constexpr uint64_t kConnectTimeoutUs = 10 * 1000 * 1000;
 
 struct ListenAddr {
   std::string traddr, trsvcid;
@@ -148,6 +154,8 @@ struct PollGroupStats {
   GroupCounter admin_qpairs, io_qpairs, current_admin_qpairs, current_io_qpairs, pending_bdev_io,
       completed_nvme_io;
   GroupCounter data_copies;  // bytes of command data copied (out of receive buffers)
+  // Connections closed for not completing Connect in time, and by keep-alive expiry.
+  GroupCounter connect_timeouts, keep_alive_timeouts;
 };
 
 class PollGroup {
@@ -244,6 +252,9 @@ class NvmfTarget {
   size_t group_count() const { return groups_.size(); }
   uint64_t NewConnId() { return next_conn_id_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t discovery_genctr() const { return discovery_genctr_.load(std::memory_order_acquire); }
+  // TCP connections open (accepted and not yet destroyed), and those refused at the limit.
+  uint32_t connections() const { return connections_.load(std::memory_order_relaxed); }
+  uint64_t refused_connections() const { return refused_.load(std::memory_order_relaxed); }
 
   // Builds the discovery log for `hostnqn` (any thread).
   std::vector<uint8_t> DiscoveryLog(const std::string& hostnqn);
@@ -269,6 +280,8 @@ class NvmfTarget {
   std::atomic<uint32_t> rr_{0};
   std::atomic<uint64_t> next_conn_id_{1};
   std::atomic<uint64_t> discovery_genctr_{0};
+  std::atomic<uint32_t> connections_{0};
+  std::atomic<uint64_t> refused_{0};
   struct Poller* accept_poller_ = nullptr;
   friend class PollGroup;
 };

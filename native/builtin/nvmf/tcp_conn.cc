@@ -50,6 +50,7 @@ TcpConn::TcpConn(PollGroup* pg, uint64_t id, int fd, const ListenAddr& local,
                  const ListenAddr& peer)
     : pg_(pg), tgt_(pg->target()), id_(id), fd_(fd), local_(local), peer_(peer),
       rx_(Role::kTarget, this), staging_(kStagingSize) {
+  accepted_us_ = Reactor::NowUs();
   const NvmfOpts& o = tgt_->opts();
   const uint32_t depth = std::max(o.max_queue_depth, o.max_aq_depth);
   reqs_.resize(depth);
@@ -1443,12 +1444,20 @@ void TcpConn::Fatal(uint16_t fes, uint32_t fei) {
   if (!closing_) Close("protocol error");
 }
 
-bool TcpConn::CheckKeepAlive(uint64_t now_us) {
-  if (qid_ != 0 || closing_ || !ctrlr_) return false;
+bool TcpConn::CheckTimers(uint64_t now_us) {
+  if (closing_) return false;
+  if (qid_ < 0) {
+    if (now_us - accepted_us_ <= kConnectTimeoutUs) return false;
+    pg_->stats.connect_timeouts.Add(1);
+    Close("no Connect in time");
+    return true;
+  }
+  if (qid_ != 0 || !ctrlr_) return false;
   const uint64_t kato = ctrlr_->kato_ms.load(std::memory_order_relaxed);
   if (kato == 0) return false;
   const uint64_t last = ctrlr_->last_keep_alive_us.load(std::memory_order_relaxed);
   if (now_us > last && now_us - last > kato * 1000) {
+    pg_->stats.keep_alive_timeouts.Add(1);
     Close("keep-alive timeout");
     return true;
   }

@@ -50,8 +50,9 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   bool AbortQueued(uint16_t cid);
   // The Abort command `idx` (this admin queue) learnt its answer from another reactor.
   void FinishAbort(uint16_t idx, bool aborted);
-  // Admin qpair: keep-alive expiry (now in us); true if it closed.
-  bool CheckKeepAlive(uint64_t now_us);
+  // Connect deadline (kConnectTimeoutUs after accept) and, on an admin qpair, keep-alive expiry
+  // (now in us); true if it closed.
+  bool CheckTimers(uint64_t now_us);
   // Admin qpair: queue an asynchronous event (type/info/log page packed as in CQE dw0).
   void PostAsyncEvent(uint32_t kind_bit, uint32_t dw0);
   void NoteChangedNs(const std::vector<uint32_t>& nsids);
@@ -153,6 +154,7 @@ class TcpConn : public nvme_tcp::PduReceiver::Sink {
   bool writable_watch_ = false;
   int r2t_large_ = 0;  // R2Ts outstanding for large transfers (see OnReadable)
 
+  uint64_t accepted_us_;
   int qid_ = -1;  // -1 until Connect
   std::shared_ptr<Controller> ctrlr_;
   std::shared_ptr<Subsystem> subsys_;
