@@ -3,10 +3,11 @@
 #   nvme_tcp_codec_fuzz  the NVMe/TCP PDU codec (native/common/nvme_tcp), both roles
 #   nvmf_target_fuzz     the builtin NVMe/TCP target over TCP on 127.0.0.1
 # Needs Debian's clang and libclang-rt-14-dev (test-only tools; .ci/run installs them).
-# Usage: test/fuzz/build.sh [OUTDIR]   (default build/fuzz). Rebuilds only what changed.
+# Usage: test/fuzz/build.sh [OUTDIR]   (default build-fuzz; not build/, which node-gyp rebuild
+# empties). Rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:-build/fuzz}
+out=${1:-build-fuzz}
 cxx=${CLANGXX:-$(command -v clang++ || command -v clang++-14 || true)}
 if [ -z "$cxx" ]; then
   echo "fuzz: clang++ not found: apt-get install clang libclang-rt-14-dev" >&2

@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--seconds N] [--target codec|nvmf|all] [--dir DIR]" >&2; exit 2 ;;
   esac
 done
-bash test/fuzz/build.sh build/fuzz || exit 2
+bash test/fuzz/build.sh build-fuzz || exit 2
 mkdir -p "$dir"
 if [ ! -s "$dir/seeds/setup.bin" ]; then
   node dist/test/helpers/fuzz-corpus.js "$dir/seeds" || exit 2
@@ -33,7 +33,7 @@ run() { # run NAME SEEDS [env...]
   mkdir -p "$corpus" "$findings"
   cp -n "$seeds"/* "$corpus"/ 2>/dev/null
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
-  env "$@" "build/fuzz/$name" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=30 \
+  env "$@" "build-fuzz/$name" "$corpus" -max_total_time="$seconds" -max_len=65536 -timeout=30 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" >"$dir/$name.log" 2>&1
   local rc=$?
   grep -E 'INITED|DONE  |stat::number_of_executed_units|stat::peak_rss_mb' "$dir/$name.log"
