@@ -248,6 +248,59 @@ describe('NVMe/TCP target (builtin engine)', function () {
     await spdk.rpc.call('bdev_malloc_delete', { name: 'M0' });
   });
 
+  it('hot removal of a whole subsystem under load: its hosts lose their connections (every command completes or fails with the connection), a host of another subsystem keeps its verified I/O', async () => {
+    const OTHER = 'nqn.2016-06.io.spdk:other';
+    await spdk.rpc.call('nvmf_create_subsystem', { nqn: OTHER, allow_any_host: true });
+    await spdk.rpc.call('nvmf_subsystem_add_ns', { nqn: OTHER, namespace: { bdev_name: 'M1' } });
+    await spdk.rpc.call('nvmf_subsystem_add_listener', { nqn: OTHER, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
+    const c = await connect({ ioQueues: 2 });
+    const w = await connect({ subnqn: OTHER, ioQueues: 1 });
+    let ok = 0;
+    let closed = 0;
+    const load = async (q: number): Promise<void> => {
+      for (let i = 0; ; i++) {
+        const lba = (q * 4096 + (i % 512) * 8) % 32000;
+        const io = i % 2 ? c.readCmd(1, lba, 64, { queue: c.io[q] } as never) : c.writeCmd(1, lba, pattern(32 * KIB, i), { queue: c.io[q] } as never);
+        try {
+          const r = await io;
+          expect(r.cqe.status, 'a command that completes before the removal succeeds').to.equal(0);
+          ok++;
+        } catch (e) {
+          expect(String(e)).to.match(/closed|terminated|ended|reset/i);
+          closed++;
+          return;
+        }
+      }
+    };
+    let witnessRounds = 0;
+    let stopWitness = false;
+    const witness = async (): Promise<void> => {
+      for (let i = 0; !stopWitness; i++) {
+        const d = pattern(4 * KIB, 1000 + i);
+        await w.write(1, (i % 64) * 8, d);
+        expect((await w.read(1, (i % 64) * 8, 8)).equals(d), 'witness data').to.equal(true);
+        witnessRounds++;
+      }
+    };
+    const loads = [load(0), load(1)];
+    const wit = witness();
+    await new Promise((r) => setTimeout(r, 200));
+    await spdk.rpc.call('nvmf_delete_subsystem', { nqn: NQN });
+    await Promise.all(loads);
+    const before = witnessRounds;
+    await waitFor('the witness going on after the removal', () => witnessRounds > before + 20);
+    stopWitness = true;
+    await wit;
+    expect(ok, 'I/O completed before the removal').to.be.greaterThan(0);
+    expect(closed, 'both loaded queues lost their connection').to.equal(2);
+    await waitFor('only the witness\'s queues left', async () => {
+      const g = (await stats()).poll_groups;
+      return g.reduce((n, x) => n + x.current_io_qpairs + x.current_admin_qpairs, 0) === 2;
+    });
+    // The removed subsystem's bdev is released.
+    await spdk.rpc.call('bdev_malloc_delete', { name: 'M0' });
+  });
+
   it('removing the listener a host came in through disconnects it; removing a host from the allow list disconnects that host', async () => {
     const c = await connect();
     await spdk.rpc.call('nvmf_subsystem_remove_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
