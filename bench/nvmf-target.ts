@@ -2,7 +2,7 @@
  * The builtin engine's NVMe/TCP target against SPDK's own nvmf_tgt, both driven by SPDK's
  * spdk_nvme_perf over loopback TCP.
  *
- *   npm run bench                  # or: node dist/bench/nvmf-target.js [--seconds 3] [--rounds 3]
+ *   npm run bench                  # or: node dist/bench/nvmf-target.js [--seconds 3] [--rounds 3] [--only TEXT]
  *
  * Each target serves the same kind of bdev (a 128 MiB malloc bdev, 4 KiB blocks) on one core:
  *  - builtin: `spdk-node target --engine builtin --cores 1 --polling` run under `taskset -c 1`
@@ -41,12 +41,15 @@ interface Workload {
   qd: number;
 }
 
-const WORKLOADS: Workload[] = [
+const ALL_WORKLOADS: Workload[] = [
   ...[1, 32, 128].map((qd) => ({ name: '4 KiB randread', rw: 'randread' as const, bs: 4096, qd })),
   ...[1, 32, 128].map((qd) => ({ name: '4 KiB randwrite', rw: 'randwrite' as const, bs: 4096, qd })),
   { name: '128 KiB seq read', rw: 'read', bs: 131072, qd: 32 },
   { name: '128 KiB seq write', rw: 'write', bs: 131072, qd: 32 },
 ];
+/** `--only TEXT`: the workloads whose "name QD n" contains TEXT (e.g. --only "seq read"). */
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const WORKLOADS = ALL_WORKLOADS.filter((w) => only === undefined || `${w.name} QD ${w.qd}`.includes(only));
 
 type Side = 'builtin' | 'spdk';
 
@@ -138,6 +141,35 @@ async function startTarget(side: Side, nvmfTgt: string): Promise<Target> {
   return { proc, port, stop };
 }
 
+/**
+ * `--profile DIR`: `perf record` samples both cores (-C 0,1, 999 Hz, no call graphs: perf itself
+ * runs on these two cores) during every run into DIR/<side>-<workload>-<round>.data, and the end of the benchmark prints, per
+ * workload and side, the CPU time per I/O on each core split by the top symbols (from
+ * `perf report --sort cpu,comm,dso,sym`). Both cores are busy-polled, so cost per I/O is what
+ * differs between the targets: samples / (IOPS x seconds sampled).
+ */
+const profileDir = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
+const PROFILE_HZ = 999;
+
+/** Resolves when the recording ends (after `seconds`). */
+function startProfile(file: string, seconds: number): Promise<void> {
+  const p = spawn('perf', ['record', '-q', '-F', String(PROFILE_HZ), '-C', '0,1', '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+  return new Promise((resolve) => p.once('exit', () => resolve()));
+}
+
+/** ns per I/O by (cpu, symbol), from one perf data file. */
+function profileCosts(file: string, ios: number): Array<{ cpu: string; comm: string; sym: string; nsPerIo: number }> {
+  const r = spawnSync('perf', ['report', '-i', file, '--stdio', '--no-children', '-g', 'none', '--sort', 'cpu,comm,dso,sym', '-F', 'sample,cpu,comm,dso,sym', '--percent-limit', '0.5'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const out: Array<{ cpu: string; comm: string; sym: string; nsPerIo: number }> = [];
+  for (const line of r.stdout.split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+\[.\]\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const samples = Number(m[1]);
+    out.push({ cpu: m[2], comm: m[3], sym: `${m[5].trim()} (${m[4]})`, nsPerIo: (samples / PROFILE_HZ) * 1e9 / ios });
+  }
+  return out;
+}
+
 /** One spdk_nvme_perf run on core 0; throws on any error it reports. */
 function perf(bin: string, port: number, w: Workload, seconds: number): Sample {
   const args = ['-c', '0', bin, '--no-huge', '-s', '1024', '-c', '0x1', '-q', String(w.qd), '-o', String(w.bs), '-w', w.rw, '-t', String(seconds), '-r', `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}`];
@@ -185,6 +217,8 @@ async function main(): Promise<void> {
   const seconds = arg('seconds', 3);
   const rounds = arg('rounds', 3);
   const samples: Record<Side, Sample[][]> = { builtin: WORKLOADS.map(() => []), spdk: WORKLOADS.map(() => []) };
+  const profiles: Array<{ side: Side; w: number; file: string; ios: number }> = [];
+  if (profileDir) fs.mkdirSync(profileDir, { recursive: true });
 
   console.log(`# nvmf-target: spdk_nvme_perf (core 0) -> NVMe/TCP loopback -> target (one core, 1, polling), malloc ${BDEV_BYTES >> 20} MiB ${BLOCK} B blocks; ${seconds}s x ${rounds} rounds, the two targets alternating per workload (the idle one SIGSTOPped)`);
   console.log(`# ${new Date().toISOString()} node ${process.version} ${execFileSync('uname', ['-r']).toString().trim()}; start: ${busyNote()}`);
@@ -207,7 +241,11 @@ async function main(): Promise<void> {
           if (buildsRunning().length > 0) busyRuns++;
           runs++;
           try {
+            const pfile = profileDir ? path.join(profileDir, `${side}-${WORKLOADS[i].name.replace(/\W+/g, '_')}-qd${WORKLOADS[i].qd}-${r + 1}.data`) : undefined;
+            const recording = pfile ? startProfile(pfile, Math.max(1, seconds - 1)) : undefined;
             const s = perf(perfBin, t.port, WORKLOADS[i], seconds);
+            await recording;
+            if (pfile) profiles.push({ side, w: i, file: pfile, ios: s.iops * Math.max(1, seconds - 1) });
             samples[side][i].push(s);
             process.stderr.write(`round ${r + 1} ${side} ${WORKLOADS[i].name} QD ${WORKLOADS[i].qd}: ${fmt(s.iops)} IOPS, ${s.avgUs.toFixed(1)} us\n`);
           } finally {
@@ -234,6 +272,31 @@ async function main(): Promise<void> {
     console.log(
       `| ${w.name} | ${w.qd} | ${fmt(bi)} | ${fmt(si)} | ${(bi / si).toFixed(3)} | ${m('builtin', 'mibs').toFixed(1)} | ${m('spdk', 'mibs').toFixed(1)} | ${bl.toFixed(1)} | ${sl.toFixed(1)} | ${(bl / sl).toFixed(3)} |`,
     );
+  });
+  if (profileDir) printProfiles(profiles);
+}
+
+/** CPU time per I/O on each core, total and by top symbol, averaged over the rounds. */
+function printProfiles(profiles: Array<{ side: Side; w: number; file: string; ios: number }>): void {
+  WORKLOADS.forEach((w, i) => {
+    console.log(`\n## profile: ${w.name} QD ${w.qd} (ns of CPU per I/O; core 0 = spdk_nvme_perf, core 1 = the target)`);
+    for (const side of ['builtin', 'spdk'] as Side[]) {
+      const runs = profiles.filter((p) => p.side === side && p.w === i);
+      const acc = new Map<string, number>();
+      const perCpu = new Map<string, number>();
+      for (const p of runs) {
+        for (const c of profileCosts(p.file, p.ios)) {
+          const key = `${c.cpu}\t${c.comm}\t${c.sym}`;
+          acc.set(key, (acc.get(key) ?? 0) + c.nsPerIo / runs.length);
+          perCpu.set(c.cpu, (perCpu.get(c.cpu) ?? 0) + c.nsPerIo / runs.length);
+        }
+      }
+      for (const cpu of [...perCpu.keys()].sort()) {
+        console.log(`${side} core ${cpu}: ${perCpu.get(cpu)!.toFixed(0)} ns/IO in symbols >= 0.5 %`);
+        const top = [...acc.entries()].filter(([k]) => k.startsWith(`${cpu}\t`)).sort((a, b) => b[1] - a[1]).slice(0, 12);
+        for (const [k, v] of top) console.log(`    ${v.toFixed(0).padStart(6)}  ${k.split('\t').slice(1).join('  ')}`);
+      }
+    }
   });
 }
 

@@ -88,7 +88,7 @@ int Dial() {
 
 // The host side of one connection: sends the input PDU by PDU (framed by PLEN) while reading
 // what the target answers. Like a real host it sends H2CData only after the R2T it answers: an
-// H2CData PDU waits (up to 200 ms) for an R2T with its CCCID and takes that R2T's TTAG (the
+// H2CData PDU waits (up to 20 ms) for an R2T with its CCCID and takes that R2T's TTAG (the
 // target picks TTAGs at run time, so the recorded ones need not match); its header digest is
 // recomputed if it was valid. Bytes that do not frame as PDUs go out as they are.
 class HostStream {
@@ -120,7 +120,7 @@ class HostStream {
  private:
   bool MatchR2T(uint8_t* h, size_t len, uint64_t deadline_ms) {
     const uint16_t cccid = nvme_tcp::Get16(h + 8);
-    const uint64_t until = std::min<uint64_t>(deadline_ms, NowMs() + 200);
+    const uint64_t until = std::min<uint64_t>(deadline_ms, NowMs() + 20);
     for (;;) {
       auto it = r2t_.find(cccid);
       if (it != r2t_.end()) {
@@ -132,7 +132,7 @@ class HostStream {
         return true;
       }
       if (NowMs() >= until) return true;  // no R2T: send it as it is
-      if (!Pump(10)) return false;
+      if (!Pump(2)) return false;
     }
   }
 
