@@ -16,7 +16,7 @@ fi
 flags=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -pthread)
 codec=(test/fuzz/nvme_tcp_codec_fuzz.cc native/common/nvme_tcp/pdu.cc native/common/crc32c.cc)
 target=(test/fuzz/nvmf_target_fuzz.cc native/builtin/reactor/reactor.cc native/builtin/bdev/bdev.cc
-  native/builtin/bdev/malloc.cc native/builtin/nvmf/target.cc native/builtin/nvmf/tcp_conn.cc
+  native/builtin/bdev/malloc.cc native/common/huge_map.cc native/builtin/nvmf/target.cc native/builtin/nvmf/tcp_conn.cc
   native/common/nvme_tcp/pdu.cc native/common/crc32c.cc)
 mkdir -p "$out"
 

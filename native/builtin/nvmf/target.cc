@@ -13,6 +13,7 @@
 #include <cstring>
 #include <thread>
 
+#include "../../common/huge_map.h"
 #include "../../common/nvme/spec.h"
 #include "../reactor/reactor.h"
 #include "tcp_conn.h"
@@ -56,7 +57,7 @@ namespace {
 
 constexpr uint64_t kListenerTag = 1ull << 63;
 constexpr uint32_t kMinBufShift = 12;  // 4 KiB
-constexpr size_t kBufCachePerClass = 64;
+constexpr size_t kBufCachePerClass = 64;  // for buffers larger than a chunk (malloc'd)
 
 uint32_t SizeClass(uint32_t len, uint32_t* cap) {
   uint32_t c = 0;
@@ -100,9 +101,11 @@ PollGroup::~PollGroup() {
     close(epfd_);
   }
   for (auto& kv : channels_) delete kv.second.ch;
-  for (auto& cls : buf_cache_) {
-    for (uint8_t* b : cls) free(b);
+  for (size_t c = 0; c < buf_cache_.size(); c++) {
+    if ((size_t{1} << (kMinBufShift + c)) <= kHugePageSize) continue;  // in a chunk
+    for (uint8_t* b : buf_cache_[c]) free(b);
   }
+  for (uint8_t* chunk : chunks_) UnmapHuge(chunk, kHugePageSize);
 }
 
 bool PollGroup::Reserve(uint32_t len) {
@@ -200,16 +203,39 @@ uint8_t* PollGroup::GetBuffer(uint32_t len, uint32_t* cap) {
     buf_cache_[c].pop_back();
     return b;
   }
-  void* p = nullptr;
-  if (posix_memalign(&p, 4096, *cap) != 0) return nullptr;
-  return static_cast<uint8_t*>(p);
+  if (*cap > kHugePageSize) {
+    void* p = nullptr;
+    if (posix_memalign(&p, 4096, *cap) != 0) return nullptr;
+    return static_cast<uint8_t*>(p);
+  }
+  if (chunk_left_ < *cap) {
+    // What is left of the current chunk goes to the smaller classes' caches, then a new chunk.
+    while (chunk_left_ >= (1u << kMinBufShift)) {
+      uint32_t piece_cap;
+      uint32_t pc = SizeClass(static_cast<uint32_t>(chunk_left_), &piece_cap);
+      if (piece_cap > chunk_left_) piece_cap >>= 1, pc--;
+      buf_cache_[pc].push_back(chunk_cur_);
+      chunk_cur_ += piece_cap;
+      chunk_left_ -= piece_cap;
+    }
+    int err = 0;
+    uint8_t* chunk = MapHuge(kHugePageSize, &err);
+    if (chunk == nullptr) return nullptr;
+    chunks_.push_back(chunk);
+    chunk_cur_ = chunk;
+    chunk_left_ = kHugePageSize;
+  }
+  uint8_t* b = chunk_cur_;
+  chunk_cur_ += *cap;
+  chunk_left_ -= *cap;
+  return b;
 }
 
 void PollGroup::PutBuffer(uint8_t* buf, uint32_t cap) {
   if (buf == nullptr) return;
   uint32_t c2;
   const uint32_t c = SizeClass(cap, &c2);
-  if (c < buf_cache_.size() && buf_cache_[c].size() < kBufCachePerClass) {
+  if (c2 <= kHugePageSize || (c < buf_cache_.size() && buf_cache_[c].size() < kBufCachePerClass)) {
     buf_cache_[c].push_back(buf);
   } else {
     free(buf);

@@ -214,6 +214,12 @@ class PollGroup {
   };
   std::unordered_map<Namespace*, Chan> channels_;
   std::vector<std::vector<uint8_t*>> buf_cache_;  // by size class
+  // Buffers up to 2 MiB are carved from 2 MiB chunks on huge pages (the kernel's copy into and
+  // out of the socket then pays no 4 KiB page walks), kept for the poll group's life: a freed
+  // buffer goes back to its class's cache, so the chunks hold at most the peak in use.
+  std::vector<uint8_t*> chunks_;
+  uint8_t* chunk_cur_ = nullptr;
+  size_t chunk_left_ = 0;
   uint64_t budget_ = 0, reserved_ = 0;
   std::deque<std::pair<uint64_t, uint16_t>> buf_waiters_;
   bool resuming_ = false;
