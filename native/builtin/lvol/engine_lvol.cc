@@ -258,7 +258,17 @@ Napi::Value JsEngine::DeleteLvol(const Napi::CallbackInfo& info) {
 Napi::Value JsEngine::ResizeLvol(const Napi::CallbackInfo& info) {
   LVOL_OP_PROLOGUE("bdev_lvol_resize");
   const uint64_t size = Uint(info, 1, "sizeBytes", op);
-  lvol_->ResizeLvol(lv, size, VoidAnswer(env_, d, op));
+  Bdev* b = lv;
+  const uint64_t blocks_before = lv->num_blocks();
+  auto answer = VoidAnswer(env_, d, op);
+  b->Ref();  // read again when the answer comes
+  lvol_->ResizeLvol(lv, size, [this, b, blocks_before, answer](int err, const std::string& msg, Lvol* l) {
+    // SPDK's resize event (spdk_bdev_notify_blockcnt_change -> nvmf_ns_resize): the hosts of
+    // the namespaces exporting the lvol get a Namespace Attribute Changed notice.
+    if (err == 0 && nvmf_claims_.count(b) != 0 && b->num_blocks() != blocks_before) NvmfBdevResized(b);
+    b->Unref();
+    answer(err, msg, l);
+  });
   return d->Promise();
 }
 
