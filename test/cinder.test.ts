@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { RpcClient } from '../lib/rpc/client';
 import { fillPattern, tempDir, uniqueSocketPath } from './helpers/env';
-import { freePort, NvmeTcpController } from './helpers/nvme-tcp-host';
+import { FeatureId, freePort, LogId, NvmeTcpController } from './helpers/nvme-tcp-host';
 
 /*
  * OpenStack Cinder's SPDK volume driver (python3-cinder: cinder.volume.drivers.spdk.SPDKDriver
@@ -448,11 +448,17 @@ describe('OpenStack Cinder SPDK driver against spdk-node target', function () {
     for (const id of [V1, V2]) expect((await bdev(`cinder/volume-${id}`)).driver_specific.lvol).to.deep.include({ clone: false });
   });
 
-  it('extend_volume while exported and with a snapshot: the host sees the new size, writes past the old end, keeps its data', async () => {
+  it('extend_volume while exported and with a snapshot: the host is told, sees the new size, writes past the old end, keeps its data', async () => {
+    const ctrl = hosts[0];
+    await ctrl.setFeatures(FeatureId.AsyncEventConfig, 1 << 8);
+    const aer = ctrl.asyncEventRequest();
     expect(await drv('extend_volume', { volume: vol(V1), new_size: 2 })).to.equal(null);
     const b = await bdev(`cinder/volume-${V1}`);
     expect(b.num_blocks * b.block_size).to.equal(2 * GiB);
-    const ctrl = hosts[0];
+    // The namespace changed notice a kernel host re-reads the size on (SPDK's resize event).
+    const ev = await Promise.race([aer, new Promise<never>((_, no) => setTimeout(() => no(new Error('no namespace changed notice after extend_volume')), 10000).unref())]);
+    expect((ev.cqe.dw0 >> 16) & 0xff).to.equal(LogId.ChangedNsList);
+    expect(await ctrl.changedNsList()).to.deep.equal([10]);
     expect(await sizeOf(ctrl, 10)).to.equal(2 * GiB);
     await expectSpots(ctrl, 10, 200);
     expect((await readSpot(ctrl, 10, HIGH_SPOT)).equals(zero)).to.equal(true);
