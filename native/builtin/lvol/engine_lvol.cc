@@ -250,6 +250,10 @@ Napi::Value JsEngine::CreateLvol(const Napi::CallbackInfo& info) {
 // deleteLvol(bdevName) -> Promise<void>
 Napi::Value JsEngine::DeleteLvol(const Napi::CallbackInfo& info) {
   LVOL_OP_PROLOGUE("bdev_lvol_delete");
+  // SPDK unregisters the lvol's bdev before deleting its blob (_vbdev_lvol_destroy), and the
+  // NVMe-oF target hot-removes the namespaces exporting it, as for any deleted bdev; the
+  // claim does not stop it. (The RPC layer has refused a snapshot with two clones already.)
+  if (nvmf_claims_.count(lv) != 0) NvmfBdevRemoved(lv);
   lvol_->DeleteLvol(lv, VoidAnswer(env_, d, op));
   return d->Promise();
 }
