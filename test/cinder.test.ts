@@ -48,6 +48,7 @@ const V3 = '1b9e2c44-0003-4c2a-9d3e-000000000003';
 const V4 = '1b9e2c44-0004-4c2a-9d3e-000000000004';
 const V5 = '1b9e2c44-0005-4c2a-9d3e-000000000005';
 const V6 = '1b9e2c44-0006-4c2a-9d3e-000000000006';
+const V7 = '1b9e2c44-0007-4c2a-9d3e-000000000007';
 const S1 = '5a7d0f31-0001-4b1c-8e2f-000000000001';
 
 /** Where the tests write: LBAs (4 KiB blocks) at the start, across a cluster boundary, at the end of 1 GiB. */
@@ -509,6 +510,17 @@ describe('OpenStack Cinder SPDK driver against spdk-node target', function () {
     const stats = await drv('get_volume_stats');
     const pool = stats.pools.find((p: Json) => p.pool_name === 'cinder');
     expect(pool.free_capacity_gb).to.equal(pool.total_capacity_gb);
+    // A volume exported outside Cinder's view (by an admin): remove_export does not see it, and
+    // delete_volume still deletes it, hot-removing that namespace (as SPDK does).
+    await drv('create_volume', { volume: vol(V7, 1) });
+    const other = 'nqn.2016-06.io.spdk:backup1';
+    await call('nvmf_create_subsystem', { nqn: other, allow_any_host: true });
+    await call('nvmf_subsystem_add_ns', { nqn: other, namespace: { bdev_name: `cinder/volume-${V7}` } });
+    expect(await drv('remove_export', { volume: vol(V7) })).to.equal(null);
+    expect(await drv('delete_volume', { volume: vol(V7) })).to.equal(null);
+    expect((await call<Json[]>('nvmf_get_subsystems', { nqn: other }))[0].namespaces).to.deep.equal([]);
+    await call('nvmf_delete_subsystem', { nqn: other });
+    expect((await lvs()).free_clusters).to.equal(s.total_data_clusters);
     // Deleting what is not there is a silent success, as the driver means it to be.
     expect(await drv('delete_volume', { volume: vol(V1, 2) })).to.equal(null);
     expect(await drv('remove_export', { volume: vol(V1, 2) })).to.equal(null);
