@@ -168,6 +168,32 @@ describe('NVMe/TCP target (builtin engine)', function () {
     await spdk.rpc.call('bdev_malloc_delete', { name: 'M1' });
   });
 
+  it('an exported lvol grown with bdev_lvol_resize: its hosts get the namespace changed notice (SPDK\'s resize event) and use the new size', async () => {
+    await spdk.rpc.call('bdev_lvol_create_lvstore', { bdev_name: 'M1', lvs_name: 'lvs', cluster_sz: 1024 * KIB });
+    await spdk.rpc.call('bdev_lvol_create', { lvol_name: 'grow', size_in_mib: 1, lvs_name: 'lvs' });
+    const nsid = (await spdk.rpc.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'lvs/grow' } })) as number;
+    const c = await connect();
+    await c.setFeatures(FeatureId.AsyncEventConfig, 1 << 8);
+    expect((await c.identifyNamespace(nsid)).nsze).to.equal(2048n);
+    const aer = c.asyncEventRequest();
+    await spdk.rpc.call('bdev_lvol_resize', { name: 'lvs/grow', size_in_mib: 3 });
+    const ev = await Promise.race([aer, new Promise<never>((_, no) => setTimeout(() => no(new Error('no namespace changed notice after the resize')), 10000).unref())]);
+    expect(ev.cqe.dw0 & 0x7).to.equal(2);
+    expect((ev.cqe.dw0 >> 8) & 0xff).to.equal(0); // namespace attribute changed
+    expect((ev.cqe.dw0 >> 16) & 0xff).to.equal(LogId.ChangedNsList);
+    expect(await c.changedNsList()).to.deep.equal([nsid]);
+    expect((await c.identifyNamespace(nsid)).nsze).to.equal(6144n);
+    await c.write(nsid, 6143, pattern(512, 7));
+    expect((await c.read(nsid, 6143, 1)).equals(pattern(512, 7))).to.equal(true);
+    // A resize to the same size changes nothing and tells nobody (as spdk_bdev_notify_blockcnt_change).
+    const quiet = c.asyncEventRequest();
+    let fired = false;
+    void quiet.then(() => (fired = true), () => undefined);
+    await spdk.rpc.call('bdev_lvol_resize', { name: 'lvs/grow', size_in_mib: 3 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(fired).to.equal(false);
+  });
+
   it('an exported bdev is claimed exclusive_write; deleting it hot-removes its namespace (AER, then Invalid Namespace)', async () => {
     const bdevs = (await spdk.rpc.call('bdev_get_bdevs', { name: 'M0' })) as Array<{ claimed: boolean; claim_type: string }>;
     expect(bdevs[0]).to.include({ claimed: true, claim_type: 'exclusive_write' });
@@ -186,6 +212,42 @@ describe('NVMe/TCP target (builtin engine)', function () {
     expect({ sct: r.cqe.sct, sc: r.cqe.sc }).to.deep.equal({ sct: 0, sc: 0x0b });
     const subs = (await spdk.rpc.call('nvmf_get_subsystems', { nqn: NQN })) as Array<{ namespaces: unknown[] }>;
     expect(subs[0].namespaces).to.deep.equal([]);
+  });
+
+  it('bdev_lvol_delete of an exported lvol hot-removes its namespace (AER, then Invalid Namespace) and deletes it, as SPDK does', async () => {
+    await spdk.rpc.call('bdev_lvol_create_lvstore', { bdev_name: 'M1', lvs_name: 'lvs', cluster_sz: 1024 * KIB });
+    const free = ((await spdk.rpc.call('bdev_lvol_get_lvstores')) as Array<{ free_clusters: number }>)[0].free_clusters;
+    await spdk.rpc.call('bdev_lvol_create', { lvol_name: 'gone', size_in_mib: 1, lvs_name: 'lvs' });
+    const nsid = (await spdk.rpc.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'lvs/gone' } })) as number;
+    // A snapshot with two clones, exported: refused (EPERM) before anything is removed.
+    await spdk.rpc.call('bdev_lvol_create', { lvol_name: 'base', size_in_mib: 1, lvs_name: 'lvs', thin_provision: true });
+    await spdk.rpc.call('bdev_lvol_snapshot', { lvol_name: 'lvs/base', snapshot_name: 'snap' });
+    await spdk.rpc.call('bdev_lvol_clone', { snapshot_name: 'lvs/snap', clone_name: 'clone2' });
+    const snapNsid = (await spdk.rpc.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'lvs/snap' } })) as number;
+    const c = await connect();
+    await c.setFeatures(FeatureId.AsyncEventConfig, 1 << 8);
+    await c.identifyNamespace(nsid);
+    await c.write(nsid, 0, pattern(512, 3));
+    const refused = await spdk.rpc.call('bdev_lvol_delete', { name: 'lvs/snap' }).then(
+      () => 'deleted',
+      (e: { code: number; message: string }) => `${e.code} ${e.message}`,
+    );
+    expect(refused).to.equal('-32603 Operation not permitted');
+    expect(await c.activeNamespaces()).to.deep.equal([1, nsid, snapNsid]);
+    const aer = c.asyncEventRequest();
+    expect(await spdk.rpc.call('bdev_lvol_delete', { name: 'lvs/gone' })).to.equal(true);
+    const ev = await Promise.race([aer, new Promise<never>((_, no) => setTimeout(() => no(new Error('no namespace changed notice')), 10000).unref())]);
+    expect((ev.cqe.dw0 >> 16) & 0xff).to.equal(LogId.ChangedNsList);
+    expect(await c.changedNsList()).to.deep.equal([nsid]);
+    const r = await c.readCmd(nsid, 0, 1);
+    expect({ sct: r.cqe.sct, sc: r.cqe.sc }).to.deep.equal({ sct: 0, sc: 0x0b });
+    const subs = (await spdk.rpc.call('nvmf_get_subsystems', { nqn: NQN })) as Array<{ namespaces: Array<{ nsid: number }> }>;
+    expect(subs[0].namespaces.map((n) => n.nsid)).to.deep.equal([1, snapNsid]);
+    expect(await spdk.rpc.call('bdev_get_bdevs', { name: 'lvs/gone' }).catch((e: { code: number }) => e.code)).to.equal(-19);
+    // Its clusters are free again (the snapshot and its clones keep theirs).
+    await spdk.rpc.call('nvmf_subsystem_remove_ns', { nqn: NQN, nsid: snapNsid });
+    for (const name of ['lvs/clone2', 'lvs/base', 'lvs/snap']) await spdk.rpc.call('bdev_lvol_delete', { name });
+    expect(((await spdk.rpc.call('bdev_lvol_get_lvstores')) as Array<{ free_clusters: number }>)[0].free_clusters).to.equal(free);
   });
 
   it('Abort: an outstanding AER is aborted (Aborted by Request); a command that is not queued is "not aborted", on either reactor', async () => {

@@ -18,6 +18,8 @@ const USER = 'cinder';
 const PASSWORD = 'S3cret-cinder-7f1c';
 const CSI_USER = 'csi';
 const CSI_PASSWORD = 'pässwörd-csi';
+// The CSI credential's view: the NVMe-oF subsystems named with spdk-csi's NQN prefix.
+const CSI_VIEW = 'nqn.2020-04.io.spdk.csi:';
 
 interface HttpResult {
   status: number;
@@ -242,7 +244,7 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
     server = new RpcHttpServer(spdk.dispatcher, {
       credentials: [
         { user: USER, password: PASSWORD },
-        { user: CSI_USER, password: CSI_PASSWORD, view: 'csi' },
+        { user: CSI_USER, password: CSI_PASSWORD, view: CSI_VIEW },
       ],
     });
     ({ port } = await server.listen('127.0.0.1', 0));
@@ -301,7 +303,7 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
       const a = await request(port, rpcBody('test_http_ctx'));
       expect(a.json.result).to.deep.equal({ transport: 'http', user: USER, view: null });
       const b = await request(port, rpcBody('test_http_ctx'), { authorization: basic(CSI_USER, CSI_PASSWORD) });
-      expect(b.json.result).to.deep.equal({ transport: 'http', user: CSI_USER, view: 'csi' });
+      expect(b.json.result).to.deep.equal({ transport: 'http', user: CSI_USER, view: CSI_VIEW });
       // python-requests encodes str credentials as Latin-1: the same password is accepted that way.
       const c = await request(port, rpcBody('test_http_ctx'), { authorization: basic(CSI_USER, CSI_PASSWORD, 'latin1') });
       expect(c.json.result.user).to.equal(CSI_USER);
@@ -314,6 +316,7 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
       expect(mk([{ user: '', password: 'x' }])).to.throw(/non-empty/);
       expect(mk([{ user: 'a', password: '' }])).to.throw(/non-empty/);
       expect(mk([{ user: 'a', password: 'x' }, { user: 'a', password: 'y' }])).to.throw(/twice/);
+      expect(() => new RpcHttpServer(spdk.dispatcher, { credentials: [{ user: 'a', password: 'x', view: 'csi' }] })).to.throw(/NQN prefix/);
       // The message names the user, never the password.
       expect(mk([{ user: 'a', password: '' }])).to.throw(/'a'/);
     });

@@ -42,6 +42,10 @@ const usage = `usage: spdk-node target [options]
   --user U            HTTP basic-auth user
   --password P        HTTP basic-auth password (visible in ps; prefer --password-file)
   --password-file F   read the password from F (one trailing newline ignored)
+  --http-credentials F  more HTTP users, from a JSON file, each optionally with its own view of
+                      the NVMe-oF subsystems (an NQN prefix), e.g. for Cinder and a CSI driver
+                      on one target: {"credentials": [{"user": "cinder", "password_file":
+                      "cinder.pw", "nqn_prefix": "nqn.2014-08.org.spdk:cnode"}, ...]}
   --tls-cert F        serve HTTPS with this PEM certificate (it may also hold the key)
   --tls-key F         PEM private key for --tls-cert
   --config FILE       start from an SPDK JSON config (SPDK's --json; also what save_config
@@ -49,7 +53,7 @@ const usage = `usage: spdk-node target [options]
 
 export function parseTargetArgs(argv: string[]): TargetArgs {
   const a: TargetArgs = { rpcSocket: '/var/tmp/spdk.sock', cores: [0], engine: 'auto', polling: false, defaultBdev: true, nvmf: '127.0.0.1:4420' };
-  const http: Partial<Record<'listen' | 'user' | 'password' | 'passwordFile' | 'tlsCert' | 'tlsKey', string>> = {};
+  const http: Partial<Record<HttpFlag, string>> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): string => {
@@ -109,6 +113,9 @@ export function parseTargetArgs(argv: string[]): TargetArgs {
       case '--password-file':
         http.passwordFile = value();
         break;
+      case '--http-credentials':
+        http.credentialsFile = value();
+        break;
       case '--tls-cert':
         http.tlsCert = value();
         break;
@@ -128,11 +135,16 @@ export function parseTargetArgs(argv: string[]): TargetArgs {
   return a;
 }
 
-/** Checks the HTTP endpoint flags together (rpc_http_proxy.py, too, requires a user and a password). */
-function httpArgs(h: Partial<Record<'listen' | 'user' | 'password' | 'passwordFile' | 'tlsCert' | 'tlsKey', string>>): RpcHttpEndpointOptions | undefined {
+type HttpFlag = 'listen' | 'user' | 'password' | 'passwordFile' | 'credentialsFile' | 'tlsCert' | 'tlsKey';
+
+/**
+ * Checks the HTTP endpoint flags together (rpc_http_proxy.py, too, requires a user and a
+ * password): a --user with its password, or --http-credentials, or both.
+ */
+function httpArgs(h: Partial<Record<HttpFlag, string>>): RpcHttpEndpointOptions | undefined {
   const usageError = (msg: string): SpdkError => new SpdkError(`${msg}\n${usage}`, { code: 'ERR_USAGE' });
   if (h.listen === undefined) {
-    if (Object.keys(h).length > 0) throw usageError('--user, --password, --password-file, --tls-cert and --tls-key need --http');
+    if (Object.keys(h).length > 0) throw usageError('--user, --password, --password-file, --http-credentials, --tls-cert and --tls-key need --http');
     return undefined;
   }
   try {
@@ -140,11 +152,20 @@ function httpArgs(h: Partial<Record<'listen' | 'user' | 'password' | 'passwordFi
   } catch (e) {
     throw usageError((e as Error).message);
   }
-  if (!h.user) throw usageError('--http needs --user');
-  if (h.password === undefined && h.passwordFile === undefined) throw usageError('--http needs --password or --password-file');
+  if (!h.user && h.credentialsFile === undefined) throw usageError('--http needs --user (or --http-credentials)');
+  if (!h.user && (h.password !== undefined || h.passwordFile !== undefined)) throw usageError('--password and --password-file need --user');
+  if (h.user && h.password === undefined && h.passwordFile === undefined) throw usageError('--http needs --password or --password-file');
   if (h.password !== undefined && h.passwordFile !== undefined) throw usageError('give --password or --password-file, not both');
   if (h.tlsKey !== undefined && h.tlsCert === undefined) throw usageError('--tls-key needs --tls-cert');
-  return { listen: h.listen, user: h.user, password: h.password, passwordFile: h.passwordFile, tlsCert: h.tlsCert, tlsKey: h.tlsKey };
+  return {
+    listen: h.listen,
+    user: h.user,
+    password: h.password,
+    passwordFile: h.passwordFile,
+    credentialsFile: h.credentialsFile,
+    tlsCert: h.tlsCert,
+    tlsKey: h.tlsKey,
+  };
 }
 
 async function target(argv: string[]): Promise<void> {
@@ -169,6 +190,9 @@ async function target(argv: string[]): Promise<void> {
     }
     // The bound address (the real port when 0 was given); never the credentials.
     log(`serving SPDK JSON-RPC over ${httpServer.secure ? 'HTTPS' : 'HTTP'} on ${httpServer.url} (basic auth)`);
+    for (const u of httpServer.users) {
+      log(`HTTP user '${u.user}': ${u.view === undefined ? 'sees every NVMe-oF subsystem' : `sees the NVMe-oF subsystems named ${u.view}*`}`);
+    }
   }
   let stopping = false;
   const stop = (sig: string): void => {

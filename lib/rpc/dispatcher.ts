@@ -33,7 +33,10 @@ export interface RpcContext {
   readonly transport: string;
   /** Aborted when the caller has gone (its connection closed); long waits should stop then. */
   readonly signal?: AbortSignal;
-  /** HTTP: the authenticated user, and the view of the target that credential has, if any. */
+  /**
+   * HTTP: the authenticated user, and the view of the target that credential has, if any (an
+   * NQN prefix limiting the NVMe-oF subsystems the nvmf methods see: HttpCredential.view).
+   */
   readonly user?: string;
   readonly view?: string;
 }

@@ -2,6 +2,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as path from 'node:path';
 import type * as net from 'node:net';
 import { SpdkError } from '../errors';
 import { SPDK_JSONRPC_MAX_VALUES } from './connection';
@@ -17,8 +18,14 @@ export interface HttpCredential {
   /** Password; non-empty. Never logged or echoed. */
   password: string;
   /**
-   * Reserved for per-credential views (e.g. the NVMe-oF subsystems a client may see). Passed to
-   * method handlers in the dispatch context and not interpreted yet.
+   * The credential's view of the NVMe-oF target, as an NQN prefix: through this credential the
+   * nvmf methods see the discovery subsystem and the subsystems whose NQN starts with it, and
+   * nothing else (a subsystem outside the view answers as one that does not exist, and none can
+   * be created there). Without a view, everything is seen. So that OpenStack Cinder (whose
+   * driver expects every subsystem but discovery to be named `...cnode<N>`) and a CSI driver
+   * can share one target (docs/differences.md, "nvmf methods"). Handed to method handlers in
+   * the dispatch context. A view partitions names; it is not access control (bdevs and lvols
+   * are shared).
    */
   view?: string;
 }
@@ -117,6 +124,11 @@ export class RpcHttpServer {
       throw SpdkError.invalidArg('rpc.http', 'tls needs both cert and key');
     }
     this.tls = opts.tls;
+  }
+
+  /** Who may call, and with which view; never the passwords. */
+  get users(): ReadonlyArray<{ user: string; view?: string }> {
+    return this.principals.map((p) => (p.view === undefined ? { user: p.user } : { user: p.user, view: p.view }));
   }
 
   /** True when serving HTTPS. */
@@ -294,11 +306,17 @@ export class RpcHttpServer {
 export interface RpcHttpEndpointOptions {
   /** `HOST:PORT` (`[v6addr]:PORT` for IPv6), or the parts; port 0 picks a free port. */
   listen: string | { host: string; port: number };
-  user: string;
+  /** One user (with `password` or `passwordFile`); or `credentialsFile`, or both. */
+  user?: string;
   /** The password, or `passwordFile` to keep it off the command line. */
   password?: string;
   /** A file holding the password (one trailing newline is ignored). */
   passwordFile?: string;
+  /**
+   * A JSON file listing credentials, each with its own view (see {@link readCredentialsFile});
+   * served beside `user`, if given.
+   */
+  credentialsFile?: string;
   /**
    * PEM file with the certificate (chain); it may also hold the key, as the proxy's single `-c`
    * file does, when `tlsKey` is not given.
@@ -320,14 +338,14 @@ export interface RpcHttpEndpointOptions {
  */
 export async function serveRpcHttp(dispatcher: Dispatcher, opts: RpcHttpEndpointOptions): Promise<RpcHttpServer> {
   const { host, port } = typeof opts.listen === 'string' ? parseHostPort(opts.listen) : opts.listen;
-  if (opts.password !== undefined && opts.passwordFile !== undefined) {
-    throw SpdkError.invalidArg('rpc.http', 'give either a password or a password file, not both');
+  const credentials: HttpCredential[] = [];
+  if (opts.user !== undefined) {
+    credentials.push({ user: opts.user, password: readPassword(opts.password, opts.passwordFile) });
+  } else if (opts.password !== undefined || opts.passwordFile !== undefined) {
+    throw SpdkError.invalidArg('rpc.http', 'a password needs a user');
   }
-  let password = opts.password;
-  if (opts.passwordFile !== undefined) {
-    password = readFile(opts.passwordFile, 'password file').toString('utf8').replace(/\r?\n$/, '');
-  }
-  if (password === undefined) throw SpdkError.invalidArg('rpc.http', 'the HTTP endpoint needs a password');
+  if (opts.credentialsFile !== undefined) credentials.push(...readCredentialsFile(opts.credentialsFile));
+  if (credentials.length === 0) throw SpdkError.invalidArg('rpc.http', 'the HTTP endpoint needs a user and a password, or a credentials file');
   if (opts.tlsKey !== undefined && opts.tlsCert === undefined) {
     throw SpdkError.invalidArg('rpc.http', 'a TLS key needs a TLS certificate');
   }
@@ -337,12 +355,75 @@ export async function serveRpcHttp(dispatcher: Dispatcher, opts: RpcHttpEndpoint
     tls = { cert, key: opts.tlsKey !== undefined ? readFile(opts.tlsKey, 'TLS key') : cert };
   }
   const server = new RpcHttpServer(dispatcher, {
-    credentials: [{ user: opts.user, password }],
+    credentials,
     tls,
     maxBodyBytes: opts.maxBodyBytes,
   });
   await server.listen(host, port);
   return server;
+}
+
+function readPassword(password: string | undefined, passwordFile: string | undefined, who = ''): string {
+  if (password !== undefined && passwordFile !== undefined) {
+    throw SpdkError.invalidArg('rpc.http', `give either a password or a password file${who}, not both`);
+  }
+  if (passwordFile !== undefined) return readFile(passwordFile, 'password file').toString('utf8').replace(/\r?\n$/, '');
+  if (password === undefined) throw SpdkError.invalidArg('rpc.http', `the HTTP endpoint needs a password${who}`);
+  return password;
+}
+
+const CREDENTIAL_KEYS = ['user', 'password', 'password_file', 'nqn_prefix'];
+
+/**
+ * Reads a credentials file (`spdk-node target --http-credentials FILE`):
+ *
+ * ```json
+ * { "credentials": [
+ *     { "user": "cinder", "password_file": "cinder.pw", "nqn_prefix": "nqn.2014-08.org.spdk:cnode" },
+ *     { "user": "spdkcsiuser", "password": "spdkcsipass", "nqn_prefix": "nqn.2020-04.io.spdk.csi:" },
+ *     { "user": "admin", "password_file": "/etc/spdk-node/admin.pw" } ] }
+ * ```
+ *
+ * Each entry has a `user`, exactly one of `password` and `password_file` (relative to the
+ * file's directory; one trailing newline ignored), and optionally `nqn_prefix`, the credential's
+ * {@link HttpCredential.view}. Any other key is an error (a misspelt `nqn_prefix` would
+ * otherwise silently give a credential the whole target). Errors name the entry, never a password.
+ */
+export function readCredentialsFile(file: string): HttpCredential[] {
+  const bad = (msg: string): SpdkError => SpdkError.invalidArg('rpc.http', `credentials file ${file}: ${msg}`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFile(file, 'credentials file').toString('utf8'));
+  } catch (e) {
+    if (e instanceof SpdkError) throw e;
+    // Not JSON.parse's message: it quotes the text, which may hold a password.
+    throw bad('not valid JSON');
+  }
+  const list = (doc as { credentials?: unknown } | null)?.credentials;
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || Object.keys(doc).some((k) => k !== 'credentials') || !Array.isArray(list)) {
+    throw bad('want an object {"credentials": [...]}');
+  }
+  if (list.length === 0) throw bad('"credentials" is empty');
+  return list.map((entry: unknown, i: number) => {
+    const where = `entry ${i}`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw bad(`${where} is not an object`);
+    const e = entry as Record<string, unknown>;
+    const unknown = Object.keys(e).find((k) => !CREDENTIAL_KEYS.includes(k));
+    if (unknown !== undefined) throw bad(`${where}: unknown key '${unknown}' (allowed: ${CREDENTIAL_KEYS.join(', ')})`);
+    if (typeof e.user !== 'string') throw bad(`${where}: "user" must be a string`);
+    const who = ` for user '${e.user}'`;
+    for (const k of ['password', 'password_file', 'nqn_prefix']) {
+      if (e[k] !== undefined && typeof e[k] !== 'string') throw bad(`${where}: "${k}"${who} must be a string`);
+    }
+    const pwFile = e.password_file === undefined ? undefined : path.resolve(path.dirname(file), e.password_file as string);
+    let password: string;
+    try {
+      password = readPassword(e.password as string | undefined, pwFile, who);
+    } catch (err) {
+      throw bad((err as Error).message);
+    }
+    return e.nqn_prefix === undefined ? { user: e.user, password } : { user: e.user, password, view: e.nqn_prefix as string };
+  });
 }
 
 /** Splits `HOST:PORT` / `[V6]:PORT`; throws an ERR_INVALID_ARG SpdkError when malformed. */
@@ -411,7 +492,9 @@ function checkCredentials(list: readonly HttpCredential[]): Principal[] {
     if (typeof c.password !== 'string' || c.password === '') {
       throw SpdkError.invalidArg('rpc.http', `the HTTP password of user '${c.user}' must be a non-empty string`);
     }
-    if (c.view !== undefined && typeof c.view !== 'string') throw SpdkError.invalidArg('rpc.http', 'an HTTP credential view must be a string');
+    if (c.view !== undefined && !isNqnPrefix(c.view)) {
+      throw SpdkError.invalidArg('rpc.http', `the view of HTTP user '${c.user}' must be an NQN prefix ('nqn.' and at most 223 bytes)`);
+    }
     if (seen.has(c.user)) throw SpdkError.invalidArg('rpc.http', `HTTP user '${c.user}' is listed twice`);
     seen.add(c.user);
     const text = `${c.user}:${c.password}`;
@@ -420,6 +503,11 @@ function checkCredentials(list: readonly HttpCredential[]): Principal[] {
     if (/^[\u0000-\u00ff]*$/.test(text) && /[\u0080-\u00ff]/.test(text)) forms.push(Buffer.from(text, 'latin1'));
     return { user: c.user, view: c.view, digests: forms.map(sha256) };
   });
+}
+
+/** A view: the start of an NQN (NQNs begin with "nqn." and are at most 223 bytes). */
+function isNqnPrefix(v: unknown): v is string {
+  return typeof v === 'string' && v.startsWith('nqn.') && Buffer.byteLength(v) <= 223 && !/[\u0000-\u001f\u007f]/.test(v);
 }
 
 function sha256(b: Buffer): Buffer {

@@ -109,6 +109,8 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   void ShutdownNvmf();
   // A bdev exported as a namespace is being deleted: its namespaces leave their subsystems.
   void NvmfBdevRemoved(Bdev* b);
+  // A bdev exported as a namespace changed size: its hosts are told (namespace changed notice).
+  void NvmfBdevResized(Bdev* b);
   // The lvol module, created on first use (the engine must be running).
   LvolModule* Lvols();
   // stop(), once every lvstore has committed and gone quiet.

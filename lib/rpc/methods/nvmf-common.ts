@@ -1,8 +1,10 @@
 import type { BdevBackend } from '../../engine/types';
 import { SpdkError } from '../../errors';
 import type { NvmfBackend } from '../../nvmf/backend';
+import { DISCOVERY_NQN } from '../../nvmf/names';
 import type { NvmfTarget } from '../../nvmf/target';
 import { decodeObject, Decoded, Schema } from '../decode';
+import type { RpcContext } from '../dispatcher';
 import { JsonRpcError } from '../errors';
 
 /*
@@ -22,6 +24,18 @@ export interface NvmfContext {
   bdevs: BdevBackend;
   /** The engine's reactor cores (SPDK's env core mask, for poll_groups_mask and buf_cache_size). */
   cores: readonly number[];
+}
+
+/**
+ * True when the caller sees the subsystem. A call made through an HTTP credential with a view
+ * (RpcContext.view, an NQN prefix: lib/rpc/http.ts) sees the discovery subsystem and the
+ * subsystems whose NQN starts with the prefix; every other call sees all. The nvmf methods
+ * answer a subsystem outside the view exactly as one that does not exist, and refuse to create
+ * one there as they refuse an invalid NQN, so a client cannot tell it is there (docs/differences.md, "nvmf methods").
+ */
+export function inView(call: Pick<RpcContext, 'view'> | undefined, nqn: string): boolean {
+  const prefix = call?.view;
+  return prefix === undefined || nqn === DISCOVERY_NQN || nqn.startsWith(prefix);
 }
 
 /** -32602 "Invalid parameters". */

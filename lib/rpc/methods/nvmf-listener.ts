@@ -1,8 +1,8 @@
 import * as net from 'node:net';
 import { byteLength, parseTcpPort, TRADDR_MAX_LEN, TRSTRING_MAX_LEN, TRSVCID_MAX_LEN } from '../../nvmf/names';
 import { AnaState, ListenerState, sameListener, SubsystemState } from '../../nvmf/target';
-import type { Dispatcher } from '../dispatcher';
-import { checkTarget, decodeNvmf, engine, internal, invalidParams, NvmfContext } from './nvmf-common';
+import type { Dispatcher, RpcContext } from '../dispatcher';
+import { checkTarget, decodeNvmf, engine, inView, internal, invalidParams, NvmfContext } from './nvmf-common';
 import { listenerToJson } from './nvmf-json';
 
 /*
@@ -83,22 +83,25 @@ function tcpListener(t: Trid): ListenerState {
   return { trtype: 'TCP', adrfam: family, traddr: t.traddr, trsvcid: t.trsvcid, port, secureChannel: false, anaState: 'optimized' };
 }
 
-/** The subsystem a listener/query method names: missing is -32602 "Invalid parameters". */
-function subsystemOf(ctx: NvmfContext, nqn: string): SubsystemState {
+/**
+ * The subsystem a listener/query method names: missing, or outside the caller's view, is -32602
+ * "Invalid parameters".
+ */
+function subsystemOf(ctx: NvmfContext, nqn: string, call: RpcContext): SubsystemState {
   const s = ctx.target.find(nqn);
-  if (s === undefined) throw invalidParams();
+  if (s === undefined || !inView(call, nqn)) throw invalidParams();
   return s;
 }
 
 export function registerNvmfListenerMethods(dispatcher: Dispatcher, ctx: NvmfContext): void {
   const { target } = ctx;
 
-  dispatcher.register('nvmf_subsystem_add_listener', (params) =>
+  dispatcher.register('nvmf_subsystem_add_listener', (params, call) =>
     target.serial(() => {
       const req = decodeNvmf(params, LISTENER, true);
       const decoded = decodeAddress(req.listen_address);
       checkTarget(req.tgt_name);
-      const s = subsystemOf(ctx, req.nqn);
+      const s = subsystemOf(ctx, req.nqn, call);
       const address = toTrid(decoded);
       // Then a secure channel against allow_any_host, then the ANA state.
       if (s.allowAnyHost && req.secure_channel === true) {
@@ -124,12 +127,12 @@ export function registerNvmfListenerMethods(dispatcher: Dispatcher, ctx: NvmfCon
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_remove_listener', (params) =>
+  dispatcher.register('nvmf_subsystem_remove_listener', (params, call) =>
     target.serial(() => {
       const req = decodeNvmf(params, LISTENER);
       const decoded = decodeAddress(req.listen_address);
       checkTarget(req.tgt_name);
-      const s = subsystemOf(ctx, req.nqn);
+      const s = subsystemOf(ctx, req.nqn, call);
       const address = toTrid(decoded);
       if (address.trstring !== 'TCP' || target.transport === undefined) throw invalidParams();
       const probe: ListenerState = {
@@ -148,10 +151,10 @@ export function registerNvmfListenerMethods(dispatcher: Dispatcher, ctx: NvmfCon
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_get_listeners', (params) => {
+  dispatcher.register('nvmf_subsystem_get_listeners', (params, call) => {
     const req = decodeNvmf(params, QUERY);
     checkTarget(req.tgt_name, 'Unable to find a target');
-    const s = subsystemOf(ctx, req.nqn);
+    const s = subsystemOf(ctx, req.nqn, call);
     return s.listeners.map((l) => listenerToJson(s, l));
   });
 }

@@ -12,9 +12,9 @@ import {
   uuidToNguid,
 } from '../../nvmf/names';
 import { newSubsystem, NamespaceState, NvmfTarget, SubsystemState } from '../../nvmf/target';
-import type { Dispatcher } from '../dispatcher';
+import type { Dispatcher, RpcContext } from '../dispatcher';
 import { JsonRpcError } from '../errors';
-import { checkTarget, decodeNvmf, engine, fromEngine, internal, invalidParams, NvmfContext } from './nvmf-common';
+import { checkTarget, decodeNvmf, engine, fromEngine, inView, internal, invalidParams, NvmfContext } from './nvmf-common';
 import { subsystemToJson, trid } from './nvmf-json';
 import { registerNvmfListenerMethods } from './nvmf-listener';
 import { pollGroupName, registerNvmfTargetMethods } from './nvmf-target';
@@ -138,10 +138,13 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
       return b !== undefined && b.name === name && b.uuid.toLowerCase() === uuid;
     });
 
-  /** spdk_nvmf_tgt_find_subsystem for methods that answer a missing one with "Invalid parameters". */
-  const subsystemOf = (nqn: string): SubsystemState => {
+  /**
+   * spdk_nvmf_tgt_find_subsystem for methods that answer a missing one with "Invalid parameters";
+   * one outside the caller's view is missing.
+   */
+  const subsystemOf = (nqn: string, call: RpcContext): SubsystemState => {
     const s = target.find(nqn);
-    if (s === undefined) throw invalidParams();
+    if (s === undefined || !inView(call, nqn)) throw invalidParams();
     return s;
   };
 
@@ -152,25 +155,32 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
       return op();
     });
 
-  dispatcher.register('nvmf_get_subsystems', (params) => {
+  dispatcher.register('nvmf_get_subsystems', (params, call) => {
     const req = params === undefined ? {} : decodeNvmf(params, GET_SUBSYSTEMS);
     checkTarget(req.tgt_name);
     prune();
     if (req.nqn !== undefined) {
       const s = target.find(req.nqn);
-      if (s === undefined) throw JsonRpcError.fromErrno(19);
+      if (s === undefined || !inView(call, s.nqn)) throw JsonRpcError.fromErrno(19);
       return [subsystemToJson(s)];
     }
-    return target.list().map(subsystemToJson);
+    const all = target.list();
+    if (call.view === undefined) return all.map(subsystemToJson);
+    // Through a view: the discovery subsystem first, then the view's subsystems in SPDK's (NQN)
+    // order. SPDK itself lists discovery first only when no NQN sorts before
+    // "nqn.2014-08.org.nvmexpress.discovery"; Cinder's driver skips entry 0 unread.
+    const discovery = all.filter((s) => s.subtype === 'Discovery');
+    return [...discovery, ...all.filter((s) => s.subtype !== 'Discovery' && inView(call, s.nqn))].map(subsystemToJson);
   });
 
-  dispatcher.register('nvmf_create_subsystem', (params) =>
+  dispatcher.register('nvmf_create_subsystem', (params, call) =>
     change(() => {
       const req = decodeNvmf(params, CREATE_SUBSYSTEM);
       checkTarget(req.tgt_name, `Unable to find target ${req.tgt_name}`);
       // spdk_nvmf_subsystem_create: a taken NQN, an invalid one, no free subsystem id.
       const maxNs = req.max_namespaces || DEFAULT_NAMESPACES;
-      if (target.find(req.nqn) !== undefined || !isValidNqn(req.nqn) || target.size >= target.maxSubsystems || maxNs > MAX_NAMESPACES_LIMIT) {
+      // Outside the caller's view, an NQN is refused as an invalid one is.
+      if (target.find(req.nqn) !== undefined || !isValidNqn(req.nqn) || !inView(call, req.nqn) || target.size >= target.maxSubsystems || maxNs > MAX_NAMESPACES_LIMIT) {
         throw internal(`Unable to create subsystem ${req.nqn}`);
       }
       const s = newSubsystem(req.nqn, 'NVMe', maxNs);
@@ -200,11 +210,11 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
     }),
   );
 
-  dispatcher.register('nvmf_delete_subsystem', (params) =>
+  dispatcher.register('nvmf_delete_subsystem', (params, call) =>
     change(async () => {
       const req = decodeNvmf(params, NQN_ONLY);
       checkTarget(req.tgt_name);
-      const s = subsystemOf(req.nqn);
+      const s = subsystemOf(req.nqn, call);
       try {
         await target.delete(s);
       } catch (e) {
@@ -215,7 +225,7 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_add_ns', (params) =>
+  dispatcher.register('nvmf_subsystem_add_ns', (params, call) =>
     change(() => {
       const req = decodeNvmf(params, ADD_NS, true);
       const p = decodeNvmf(req.namespace, NS_PARAMS);
@@ -225,7 +235,7 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
       if (nguid === undefined && p.nguid !== undefined) throw invalidParams();
       if (eui64 === undefined && p.eui64 !== undefined) throw invalidParams();
       checkTarget(req.tgt_name);
-      const s = subsystemOf(req.nqn);
+      const s = subsystemOf(req.nqn, call);
       // spdk_nvmf_subsystem_add_ns_ext, in its order.
       const used = new Set(s.namespaces.map((n) => n.nsid));
       let nsid = p.nsid ?? 0;
@@ -261,22 +271,22 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_remove_ns', (params) =>
+  dispatcher.register('nvmf_subsystem_remove_ns', (params, call) =>
     change(() => {
       const req = decodeNvmf(params, REMOVE_NS);
       checkTarget(req.tgt_name);
-      const s = subsystemOf(req.nqn);
+      const s = subsystemOf(req.nqn, call);
       if (!s.namespaces.some((n) => n.nsid === req.nsid)) throw invalidParams();
       engine(() => target.commit({ ...s, namespaces: s.namespaces.filter((n) => n.nsid !== req.nsid) }));
       return true;
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_add_host', (params) =>
+  dispatcher.register('nvmf_subsystem_add_host', (params, call) =>
     change(() => {
       const req = decodeNvmf(params, HOST, true);
       checkTarget(req.tgt_name);
-      const s = subsystemOf(req.nqn);
+      const s = subsystemOf(req.nqn, call);
       // The keyring is not part of the builtin engine: no DH-HMAC-CHAP key name resolves.
       if (req.dhchap_key !== undefined || req.dhchap_ctrlr_key !== undefined) throw invalidParams();
       // spdk_nvmf_subsystem_add_host_ext: an invalid or already allowed host NQN is -EINVAL.
@@ -288,11 +298,11 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_remove_host', (params) =>
+  dispatcher.register('nvmf_subsystem_remove_host', (params, call) =>
     change(() => {
       const req = decodeNvmf(params, HOST);
       checkTarget(req.tgt_name);
-      const s = subsystemOf(req.nqn);
+      const s = subsystemOf(req.nqn, call);
       if (!s.hosts.includes(req.host)) throw internal('Internal error');
       // The engine disconnects the host's controllers (spdk_nvmf_subsystem_disconnect_host).
       engine(() => target.commit({ ...s, hosts: s.hosts.filter((h) => h !== req.host) }), () => internal('Internal error'));
@@ -300,11 +310,11 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_allow_any_host', (params) =>
+  dispatcher.register('nvmf_subsystem_allow_any_host', (params, call) =>
     change(() => {
       const req = decodeNvmf(params, ANY_HOST);
       checkTarget(req.tgt_name);
-      const s = subsystemOf(req.nqn);
+      const s = subsystemOf(req.nqn, call);
       if (s.allowAnyHost !== req.allow_any_host) {
         engine(() => target.commit({ ...s, allowAnyHost: req.allow_any_host }), () => internal('Internal error'));
       }
@@ -312,10 +322,10 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
     }),
   );
 
-  dispatcher.register('nvmf_subsystem_get_controllers', (params) => {
+  dispatcher.register('nvmf_subsystem_get_controllers', (params, call) => {
     const req = decodeNvmf(params, NQN_ONLY);
     checkTarget(req.tgt_name, 'Unable to find a target');
-    const s = subsystemOf(req.nqn);
+    const s = subsystemOf(req.nqn, call);
     return controllers(backend, target, s).map((c) => ({
       cntlid: c.cntlid,
       cntrltype: s.subtype === 'Discovery' ? 'discovery' : 'io',
@@ -326,10 +336,10 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
     }));
   });
 
-  dispatcher.register('nvmf_subsystem_get_qpairs', (params) => {
+  dispatcher.register('nvmf_subsystem_get_qpairs', (params, call) => {
     const req = decodeNvmf(params, NQN_ONLY);
     checkTarget(req.tgt_name, 'Unable to find a target');
-    const s = subsystemOf(req.nqn);
+    const s = subsystemOf(req.nqn, call);
     const hostnqn = new Map(controllers(backend, target, s).map((c) => [c.cntlid, c.hostnqn]));
     const qpairs = target.isMirrored(s.nqn) ? engine(() => backend.qpairs(s.nqn), () => internal('Internal error')) : [];
     return qpairs.map((q) => {

@@ -250,6 +250,10 @@ Napi::Value JsEngine::CreateLvol(const Napi::CallbackInfo& info) {
 // deleteLvol(bdevName) -> Promise<void>
 Napi::Value JsEngine::DeleteLvol(const Napi::CallbackInfo& info) {
   LVOL_OP_PROLOGUE("bdev_lvol_delete");
+  // SPDK unregisters the lvol's bdev before deleting its blob (_vbdev_lvol_destroy), and the
+  // NVMe-oF target hot-removes the namespaces exporting it, as for any deleted bdev; the
+  // claim does not stop it. (The RPC layer has refused a snapshot with two clones already.)
+  if (nvmf_claims_.count(lv) != 0) NvmfBdevRemoved(lv);
   lvol_->DeleteLvol(lv, VoidAnswer(env_, d, op));
   return d->Promise();
 }
@@ -258,7 +262,17 @@ Napi::Value JsEngine::DeleteLvol(const Napi::CallbackInfo& info) {
 Napi::Value JsEngine::ResizeLvol(const Napi::CallbackInfo& info) {
   LVOL_OP_PROLOGUE("bdev_lvol_resize");
   const uint64_t size = Uint(info, 1, "sizeBytes", op);
-  lvol_->ResizeLvol(lv, size, VoidAnswer(env_, d, op));
+  Bdev* b = lv;
+  const uint64_t blocks_before = lv->num_blocks();
+  auto answer = VoidAnswer(env_, d, op);
+  b->Ref();  // read again when the answer comes
+  lvol_->ResizeLvol(lv, size, [this, b, blocks_before, answer](int err, const std::string& msg, Lvol* l) {
+    // SPDK's resize event (spdk_bdev_notify_blockcnt_change -> nvmf_ns_resize): the hosts of
+    // the namespaces exporting the lvol get a Namespace Attribute Changed notice.
+    if (err == 0 && nvmf_claims_.count(b) != 0 && b->num_blocks() != blocks_before) NvmfBdevResized(b);
+    b->Unref();
+    answer(err, msg, l);
+  });
   return d->Promise();
 }
 

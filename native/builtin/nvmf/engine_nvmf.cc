@@ -300,6 +300,20 @@ void JsEngine::NvmfBdevRemoved(Bdev* b) {
   nvmf_claims_.erase(b);
 }
 
+void JsEngine::NvmfBdevResized(Bdev* b) {
+  if (!nvmf_) return;
+  for (auto& s : nvmf_->Subsystems()) {
+    std::vector<uint32_t> changed;
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      for (auto& n : *s->ns) {
+        if (n && n->bdev == b) changed.push_back(n->nsid);
+      }
+    }
+    if (!changed.empty()) nvmf_->NotifyNsChanged(s, changed);
+  }
+}
+
 Napi::Value JsEngine::NvmfDeleteSubsystem(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string op = "nvmf_delete_subsystem";
