@@ -80,9 +80,16 @@ int Dial() {
   a.sin_family = AF_INET;
   a.sin_port = htons(world->port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) Die("connect to the target");
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    fprintf(stderr, "connect: %s\n", strerror(errno));
+    Die("connect to the target");
+  }
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  // Closed with a reset, not FIN: at hundreds of connections a second, TIME_WAIT would use up
+  // the local ports within a minute.
+  const linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   return fd;
 }
 
