@@ -76,20 +76,36 @@ uint16_t FreePort() {
 
 int Dial() {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Each connection from its own address in 127.1.0.0/16: the host side closes first (it
+  // half-closes to end the input), so its sockets sit in TIME_WAIT for a minute, and at ~1000
+  // inputs a second one source address would run out of ports.
+  static uint32_t next_src = 0;
+  const uint32_t n = next_src++ % (254u * 254u);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl((127u << 24) | (1u << 16) | ((n / 254 + 1) << 8) | (n % 254 + 1));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) Die("bind a 127.1.x.y source");
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(world->port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    fprintf(stderr, "connect: %s\n", strerror(errno));
-    Die("connect to the target");
+    // libFuzzer's SIGALRM (its -timeout) can interrupt connect(); it then completes by itself.
+    int err = errno;
+    if (err == EINTR) {
+      pollfd pf{fd, POLLOUT, 0};
+      while (poll(&pf, 1, 10000) < 0 && errno == EINTR) {
+      }
+      socklen_t l = sizeof(err);
+      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+    }
+    if (err != 0) {
+      fprintf(stderr, "connect: %s\n", strerror(err));
+      Die("connect to the target");
+    }
   }
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  // Closed with a reset, not FIN: at hundreds of connections a second, TIME_WAIT would use up
-  // the local ports within a minute.
-  const linger lg{1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   return fd;
 }
 
