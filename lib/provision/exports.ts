@@ -9,7 +9,7 @@ import type { SubsystemJson } from '../nvmf/types';
 import { FailedPrecondition, isNoDevice } from './errors';
 import { serialNumberOf } from './names';
 import type { StorageNode } from './node';
-import type { ExportAddress, ExportInfo } from './types';
+import type { VolumeExportAddress, VolumeExport } from './types';
 
 /** The node's subsystem of that NQN, or undefined. */
 export async function subsystemOf(node: StorageNode, op: string, nqn: string): Promise<SubsystemJson | undefined> {
@@ -38,7 +38,7 @@ const sameAddress = (a: { traddr: string; trsvcid: string; adrfam: string }, b: 
  * Makes the export what is asked: subsystem, namespace, exactly the node's listeners and exactly
  * `hosts` (allow_any_host when there are none).
  */
-export async function ensureExport(node: StorageNode, op: string, nqn: string, volumeId: string, uuid: string, hosts: string[]): Promise<ExportInfo> {
+export async function ensureExport(node: StorageNode, op: string, nqn: string, volumeId: string, uuid: string, hosts: string[]): Promise<VolumeExport> {
   if (node.listen.length === 0) {
     throw new FailedPrecondition(op, `node ${node.name} has no NVMe/TCP address to export on (its 'listen' option is empty)`);
   }
@@ -88,9 +88,9 @@ export async function removeExport(node: StorageNode, op: string, nqn: string): 
 }
 
 /** What a host needs to connect, from the subsystem as the node reports it. */
-export function exportInfo(node: StorageNode, volumeId: string, uuid: string, s: SubsystemJson): ExportInfo {
+export function exportInfo(node: StorageNode, volumeId: string, uuid: string, s: SubsystemJson): VolumeExport {
   const ns = (s.namespaces ?? []).find((n) => n.bdev_name === uuid || n.uuid === uuid);
-  const addresses: ExportAddress[] = s.listen_addresses
+  const addresses: VolumeExportAddress[] = s.listen_addresses
     .filter((l) => l.trtype.toUpperCase() === 'TCP')
     .map((l) => {
       const adrfam = l.adrfam.toLowerCase() === 'ipv6' ? 'IPv6' : 'IPv4';

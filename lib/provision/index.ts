@@ -4,7 +4,7 @@
  */
 export { Provisioner } from './provisioner';
 export type { ProvisionerOptions } from './provisioner';
-export type { StorageNodeConfig, NodeRpc, ListenAddress } from './node';
+export type { StorageNodeConfig, NodeRpc } from './node';
 export {
   ProvisionError,
   NotFound,

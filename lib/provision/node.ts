@@ -4,6 +4,7 @@
  * every change is a JSON-RPC call; a call that gets no answer becomes {@link Unavailable}.
  */
 import type { RpcCaller } from '../lvol';
+import type { ListenAddress } from '../nvmf';
 import { RpcClient } from '../rpc/client';
 import { JsonRpcError } from '../rpc/errors';
 import { RpcHttpClient } from '../rpc/http-client';
@@ -21,19 +22,12 @@ export type NodeRpc =
   /** HTTP(S) in rpc_http_proxy.py's protocol (SPDK's proxy, or `spdk-node target --http`). */
   | { url: string; user?: string; password?: string; timeoutMs?: number; ca?: string | Buffer; rejectUnauthorized?: boolean };
 
-/** An NVMe/TCP address hosts reach the node's exports at. */
-export interface ListenAddress {
-  traddr: string;
-  trsvcid: string | number;
-  /** Default: IPv6 when traddr has a ':', else IPv4. */
-  adrfam?: 'IPv4' | 'IPv6';
-}
 
 export interface StorageNodeConfig {
   /** The node's name: part of every volume and snapshot id ("<node>:<uuid>"). */
   name: string;
   rpc: NodeRpc;
-  /** Where exports listen (a listener each); needed to export volumes from this node. */
+  /** Where exports listen, as hosts reach them (a listener each); needed to export volumes from this node. */
   listen?: ListenAddress[];
   /** Topology labels (e.g. { zone: 'a' }); requests may ask for nodes with given labels. */
   labels?: Record<string, string>;

@@ -39,8 +39,8 @@ import type {
   CapacityQuery,
   CapacityReport,
   CreateVolumeRequest,
-  ExportInfo,
-  ExportOptions,
+  VolumeExport,
+  VolumeExportOptions,
   ListOptions,
   NodeCapacity,
   Page,
@@ -430,7 +430,7 @@ export class Provisioner {
    * const e = await prov.exportVolume(v.id, { hosts: [hostNqn] });
    * // nvme connect ${e.addresses[0].nvmeConnectArgs.join(' ')}
    */
-  async exportVolume(id: string, opts: ExportOptions = {}): Promise<ExportInfo> {
+  async exportVolume(id: string, opts: VolumeExportOptions = {}): Promise<VolumeExport> {
     const op = 'exportVolume';
     this.assertOpen(op);
     const { node, uuid } = this.parseId(op, id, 'volume');
@@ -462,7 +462,7 @@ export class Provisioner {
   }
 
   /** The volume's export as the node reports it, undefined when it has none; NotFound when there is no volume either. */
-  async getExport(id: string): Promise<ExportInfo | undefined> {
+  async getExport(id: string): Promise<VolumeExport | undefined> {
     const op = 'getExport';
     const { node, uuid } = this.parseId(op, id, 'volume');
     const s = await subsystemOf(node, op, this.nqnOf(uuid));

@@ -82,7 +82,7 @@ export interface Page<T> {
 }
 
 /** An NVMe/TCP address of an export, in the forms hosts use directly. */
-export interface ExportAddress {
+export interface VolumeExportAddress {
   trtype: 'TCP';
   adrfam: 'IPv4' | 'IPv6';
   traddr: string;
@@ -93,7 +93,7 @@ export interface ExportAddress {
   nvmeConnectArgs: string[];
 }
 
-export interface ExportInfo {
+export interface VolumeExport {
   volumeId: string;
   nqn: string;
   /** The volume's namespace ID (undefined when an interrupted export has none yet). */
@@ -103,10 +103,10 @@ export interface ExportInfo {
   serialNumber: string;
   allowAnyHost: boolean;
   hosts: string[];
-  addresses: ExportAddress[];
+  addresses: VolumeExportAddress[];
 }
 
-export interface ExportOptions {
+export interface VolumeExportOptions {
   /** Host NQNs allowed to connect; none or empty: any host. */
   hosts?: string[];
 }

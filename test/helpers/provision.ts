@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RpcCaller } from '../../lib/lvol';
 import { RpcClient } from '../../lib/rpc/client';
-import type { ExportInfo } from '../../lib/provision';
+import type { VolumeExport } from '../../lib/provision';
 import { fillPattern, uniqueSocketPath } from './env';
 import { freePort, NvmeTcpController } from './nvme-tcp-host';
 
@@ -153,7 +153,7 @@ export function never(): Promise<void> {
 }
 
 /** Connects the test's NVMe/TCP host to an export's first address and identifies namespace `nsid`. */
-export async function connectExport(info: ExportInfo, hostnqn?: string): Promise<NvmeTcpController> {
+export async function connectExport(info: VolumeExport, hostnqn?: string): Promise<NvmeTcpController> {
   const a = info.addresses[0];
   const c = await NvmeTcpController.connect({ host: a.traddr, port: Number(a.trsvcid), subnqn: info.nqn, hostnqn } as never);
   try {
