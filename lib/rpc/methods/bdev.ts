@@ -238,7 +238,7 @@ export function registerBdevMethods(dispatcher: Dispatcher, backend: BdevBackend
  * A name/UUID/alias lookup over one listing, answering as BdevBackend.findBdev does (the first
  * bdev in list order that has the key as its name, UUID or an alias).
  */
-function bdevIndex(all: BdevInfo[]): { findBdev(name: string): BdevInfo | undefined } {
+export function bdevIndex(all: BdevInfo[]): { findBdev(name: string): BdevInfo | undefined } {
   const byKey = new Map<string, BdevInfo>();
   for (const b of all) {
     for (const k of [b.name, b.uuid, ...b.aliases]) if (!byKey.has(k)) byKey.set(k, b);
