@@ -7,23 +7,14 @@ import * as os from 'node:os';
 import { isValidNqn } from '../nvmf/names';
 import { JsonRpcError } from '../rpc/errors';
 import { byPlacementOrder, effectiveSize, fits, matchesTopology, MIB, poolCapacities } from './capacity';
-import {
-  AlreadyExists,
-  FailedPrecondition,
-  InternalError,
-  InvalidArgument,
-  NotFound,
-  OutOfCapacity,
-  ProvisionError,
-} from './errors';
+import { Cluster } from './cluster';
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfCapacity, ProvisionError } from './errors';
 import { ensureExport, exportInfo, removeExport, subsystemOf } from './exports';
-import { collectHiddenChain, deleteLvol, deriveSource, DerivedSource, Lookup, poolLookup, sweep } from './lineage';
+import { collectHiddenChain, deleteLvol, deriveSource, poolLookup } from './lineage';
 import { KeyedMutex } from './locks';
 import {
   DEFAULT_NQN_PREFIX,
-  encodeSnapshotName,
   hiddenSnapshotLvolName,
-  isUuid,
   nameProblem,
   newEpoch,
   nqnPrefixProblem,
@@ -32,23 +23,23 @@ import {
   snapshotNameProblem,
   tempLvolName,
 } from './names';
-import { LvolInfo, PoolInfo, StorageNode, StorageNodeConfig } from './node';
-import { checkOwner, claimPool, Owner } from './ownership';
+import type { LvolInfo, PoolInfo, StorageNode, StorageNodeConfig } from './node';
+import { checkCreate, CheckedCreate, checkSize, checkTopology, mapRpcError } from './requests';
 import { paginate } from './tokens';
 import type {
   CapacityQuery,
   CapacityReport,
   CreateVolumeRequest,
-  VolumeExport,
-  VolumeExportOptions,
   ListOptions,
   NodeCapacity,
   Page,
   PoolCapacity,
   Snapshot,
   Volume,
-  VolumeSource,
+  VolumeExport,
+  VolumeExportOptions,
 } from './types';
+import { byId, describe, inMemoryLookup, snapshotOf, sums, volumeOf } from './views';
 
 export interface ProvisionerOptions {
   /** The storage nodes; at least one. */
@@ -65,17 +56,6 @@ export interface ProvisionerOptions {
   overcommit?: number;
   /** NQN of a volume's export: this prefix and the lvol UUID (default "nqn.2016-06.io.spdk-node:vol:"). */
   nqnPrefix?: string;
-}
-
-interface CheckedCreate {
-  name: string;
-  sizeBytes: number;
-  limitBytes: number | undefined;
-  thin: boolean;
-  source: { kind: 'snapshot' | 'volume'; node: StorageNode; uuid: string; id: string } | undefined;
-  node: string | undefined;
-  pool: string | undefined;
-  topology: Array<Record<string, string>> | undefined;
 }
 
 /**
@@ -97,8 +77,7 @@ interface CheckedCreate {
 export class Provisioner {
   readonly owner: string;
   readonly nqnPrefix: string;
-  private readonly nodeMap = new Map<string, StorageNode>();
-  private readonly claimer: Owner;
+  private readonly cluster: Cluster;
   private readonly names = new KeyedMutex();
   /** Held by everything that takes capacity (create, expand, detaching a snapshot's clones). */
   private readonly capacity = new KeyedMutex();
@@ -112,26 +91,13 @@ export class Provisioner {
     const p = nameProblem('owner', owner, OWNER_MAX);
     if (p !== undefined) throw new InvalidArgument(op, p);
     this.owner = owner;
-    this.claimer = { id: owner, epoch: newEpoch(), takeOver: opts.takeOver === true };
     const oc = opts.overcommit ?? 1;
     if (typeof oc !== 'number' || !Number.isFinite(oc) || oc <= 0) throw new InvalidArgument(op, 'overcommit must be a positive finite number');
     const prefix = opts.nqnPrefix ?? DEFAULT_NQN_PREFIX;
     const np = nqnPrefixProblem(prefix);
     if (np !== undefined) throw new InvalidArgument(op, np);
     this.nqnPrefix = prefix;
-    if (!Array.isArray(opts.nodes) || opts.nodes.length === 0) throw new InvalidArgument(op, 'nodes must list at least one storage node');
-    const built: StorageNode[] = [];
-    try {
-      for (const cfg of opts.nodes) {
-        const n = new StorageNode(cfg, oc);
-        if (this.nodeMap.has(n.name)) throw new InvalidArgument(op, `two nodes are named '${n.name}'`);
-        this.nodeMap.set(n.name, n);
-        built.push(n);
-      }
-    } catch (e) {
-      for (const n of built) void n.close();
-      throw e;
-    }
+    this.cluster = new Cluster(opts.nodes, oc, { id: owner, epoch: newEpoch(), takeOver: opts.takeOver === true });
   }
 
   /**
@@ -142,7 +108,7 @@ export class Provisioner {
   static async start(opts: ProvisionerOptions): Promise<Provisioner> {
     const p = new Provisioner(opts);
     try {
-      await p.claimAll();
+      await p.cluster.claimAll();
     } catch (e) {
       await p.close();
       throw e;
@@ -152,20 +118,13 @@ export class Provisioner {
 
   /** The node names, in the order they were given. */
   get nodeNames(): string[] {
-    return [...this.nodeMap.keys()];
-  }
-
-  /** Claims and sweeps every node that answers; FailedPrecondition when one is owned by another. */
-  async claimAll(): Promise<void> {
-    const results = await Promise.allSettled([...this.nodeMap.values()].map((n) => this.withNode(n, 'start', async () => undefined)));
-    const refused = results.find((r) => r.status === 'rejected' && !(r.reason instanceof ProvisionError && r.reason.code === 'UNAVAILABLE'));
-    if (refused) throw (refused as PromiseRejectedResult).reason;
+    return this.cluster.names;
   }
 
   /** Closes the connections the provisioner opened; the storage is left as it is. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.nodeMap.values()].map((n) => n.close()));
+    await this.cluster.close();
   }
 
   // ----- volumes -------------------------------------------------------------------------------
@@ -182,9 +141,9 @@ export class Provisioner {
   async createVolume(req: CreateVolumeRequest): Promise<Volume> {
     const op = 'createVolume';
     this.assertOpen(op);
-    const r = this.checkCreate(op, req);
+    const r = checkCreate(op, req, this.cluster);
     return this.names.run(`volume/${r.name}`, async () => {
-      const existing = await this.findVolumeLvol(op, r.name);
+      const existing = await this.cluster.findVolume(op, r.name);
       if (existing !== undefined) return this.matchExisting(op, r, existing.node, existing.lvol);
       return this.capacity.run('capacity', () => this.placeAndCreate(op, r));
     });
@@ -193,10 +152,10 @@ export class Provisioner {
   /** A volume by id; NotFound when there is none. */
   async getVolume(id: string): Promise<Volume> {
     const op = 'getVolume';
-    const { node, uuid } = this.parseId(op, id, 'volume');
+    const { node, uuid } = this.cluster.parseId(op, id, 'volume');
     const l = await node.lvol(op, uuid);
     if (l === undefined || l.parsed.kind !== 'volume') throw new NotFound(op, `no volume ${id}`);
-    return this.volumeOf(node, l, await deriveSource(l, poolLookup(node, op, l.pool)));
+    return volumeOf(node, l, await deriveSource(l, poolLookup(node, op, l.pool)));
   }
 
   /** The volume of that name, or undefined (every node must answer: the name may be on any). */
@@ -204,22 +163,22 @@ export class Provisioner {
     const op = 'findVolume';
     const p = nameProblem('volume name', name);
     if (p !== undefined) throw new InvalidArgument(op, p);
-    const hit = await this.findVolumeLvol(op, name);
+    const hit = await this.cluster.findVolume(op, name);
     if (hit === undefined) return undefined;
-    return this.volumeOf(hit.node, hit.lvol, await deriveSource(hit.lvol, poolLookup(hit.node, op, hit.lvol.pool)));
+    return volumeOf(hit.node, hit.lvol, await deriveSource(hit.lvol, poolLookup(hit.node, op, hit.lvol.pool)));
   }
 
   /** Volumes ordered by id, a page at a time; `node` limits the listing to one node. */
   async listVolumes(opts: ListOptions & { node?: string } = {}): Promise<Page<Volume>> {
     const op = 'listVolumes';
-    const nodes = this.nodesOf(op, opts?.node);
+    const nodes = this.cluster.nodesOf(op, opts?.node);
     const all: Volume[] = [];
     await Promise.all(
       nodes.map(async (node) => {
         const { lvols } = await node.scan(op);
         const lookup = inMemoryLookup(lvols);
         for (const l of lvols) {
-          if (l.parsed.kind === 'volume') all.push(this.volumeOf(node, l, await deriveSource(l, lookup(l.pool))));
+          if (l.parsed.kind === 'volume') all.push(volumeOf(node, l, await deriveSource(l, lookup(l.pool))));
         }
       }),
     );
@@ -234,15 +193,15 @@ export class Provisioner {
   async expandVolume(id: string, sizeBytes: number): Promise<Volume> {
     const op = 'expandVolume';
     this.assertOpen(op);
-    const { node, uuid } = this.parseId(op, id, 'volume');
+    const { node, uuid } = this.cluster.parseId(op, id, 'volume');
     checkSize(op, 'sizeBytes', sizeBytes);
     return this.capacity.run('capacity', () =>
-      this.withNode(node, op, async () => {
+      this.cluster.withNode(node, op, async () => {
         const l = await node.lvol(op, uuid);
         if (l === undefined || l.parsed.kind !== 'volume') throw new NotFound(op, `no volume ${id}`);
         const size = effectiveSize(sizeBytes, l.pool.clusterSize);
         if (size > l.sizeBytes) {
-          await this.assertOwner(node, op, l.pool);
+          await this.cluster.assertOwner(node, op, l.pool);
           const { pools, lvols } = await node.scan(op);
           const c = poolCapacities(node, pools, lvols).find((x) => x.poolUuid === l.pool.uuid) as PoolCapacity;
           const delta = size - l.sizeBytes;
@@ -252,7 +211,7 @@ export class Provisioner {
           await node.call(op, 'bdev_lvol_resize', { name: uuid, size_in_mib: Math.ceil(sizeBytes / MIB) }).catch((e) => Promise.reject(mapRpcError(op, e)));
         }
         const now = (await node.lvol(op, uuid)) as LvolInfo;
-        return this.volumeOf(node, now, await deriveSource(now, poolLookup(node, op, now.pool)));
+        return volumeOf(node, now, await deriveSource(now, poolLookup(node, op, now.pool)));
       }),
     );
   }
@@ -265,19 +224,19 @@ export class Provisioner {
   async deleteVolume(id: string): Promise<void> {
     const op = 'deleteVolume';
     this.assertOpen(op);
-    const { node, uuid } = this.parseId(op, id, 'volume');
-    await this.withNode(node, op, async () => {
+    const { node, uuid } = this.cluster.parseId(op, id, 'volume');
+    await this.cluster.withNode(node, op, async () => {
       const l = await node.lvol(op, uuid);
       if (l === undefined) {
         // An interrupted delete may have left the export behind.
         if ((await subsystemOf(node, op, this.nqnOf(uuid))) !== undefined) {
-          for (const pool of await node.pools(op)) await this.assertOwner(node, op, pool);
+          for (const pool of await node.pools(op)) await this.cluster.assertOwner(node, op, pool);
           await removeExport(node, op, this.nqnOf(uuid));
         }
         return;
       }
       if (l.parsed.kind !== 'volume') throw new NotFound(op, `${id} is not a volume`);
-      await this.assertOwner(node, op, l.pool);
+      await this.cluster.assertOwner(node, op, l.pool);
       await removeExport(node, op, this.nqnOf(uuid));
       try {
         await deleteLvol(node, op, uuid);
@@ -307,22 +266,22 @@ export class Provisioner {
     if (req === null || typeof req !== 'object') throw new InvalidArgument(op, 'request must be an object');
     const p = snapshotNameProblem(req.name);
     if (p !== undefined) throw new InvalidArgument(op, p);
-    const { node, uuid } = this.parseId(op, req.volumeId, 'volumeId');
+    const { node, uuid } = this.cluster.parseId(op, req.volumeId, 'volumeId');
     return this.names.run(`snapshot/${req.name}`, async () => {
-      const existing = await this.findSnapshotLvol(op, req.name);
+      const existing = await this.cluster.findSnapshot(op, req.name);
       if (existing !== undefined) {
         const src = existing.lvol.parsed.kind === 'snapshot' ? existing.lvol.parsed.source : '';
-        if (existing.node === node && src === uuid) return this.snapshotOf(existing.node, existing.lvol);
+        if (existing.node === node && src === uuid) return snapshotOf(existing.node, existing.lvol);
         throw new AlreadyExists(op, `snapshot '${req.name}' already exists, of volume ${existing.node.name}:${src} (asked: of ${req.volumeId})`);
       }
-      return this.withNode(node, op, async () => {
+      return this.cluster.withNode(node, op, async () => {
         const vol = await node.lvol(op, uuid);
         if (vol === undefined || vol.parsed.kind !== 'volume') throw new NotFound(op, `no volume ${req.volumeId}`);
-        await this.assertOwner(node, op, vol.pool);
+        await this.cluster.assertOwner(node, op, vol.pool);
         const snapUuid = await node
           .call<string>(op, 'bdev_lvol_snapshot', { lvol_name: uuid, snapshot_name: snapshotLvolName(req.name, uuid, new Date()) })
           .catch((e) => Promise.reject(mapRpcError(op, e)));
-        return this.snapshotOf(node, (await node.lvol(op, snapUuid)) as LvolInfo);
+        return snapshotOf(node, (await node.lvol(op, snapUuid)) as LvolInfo);
       });
     });
   }
@@ -330,10 +289,10 @@ export class Provisioner {
   /** A snapshot by id; NotFound when there is none. */
   async getSnapshot(id: string): Promise<Snapshot> {
     const op = 'getSnapshot';
-    const { node, uuid } = this.parseId(op, id, 'snapshot');
+    const { node, uuid } = this.cluster.parseId(op, id, 'snapshot');
     const l = await node.lvol(op, uuid);
     if (l === undefined || l.parsed.kind !== 'snapshot') throw new NotFound(op, `no snapshot ${id}`);
-    return this.snapshotOf(node, l);
+    return snapshotOf(node, l);
   }
 
   /** The snapshot of that name, or undefined. */
@@ -341,8 +300,8 @@ export class Provisioner {
     const op = 'findSnapshot';
     const p = snapshotNameProblem(name);
     if (p !== undefined) throw new InvalidArgument(op, p);
-    const hit = await this.findSnapshotLvol(op, name);
-    return hit === undefined ? undefined : this.snapshotOf(hit.node, hit.lvol);
+    const hit = await this.cluster.findSnapshot(op, name);
+    return hit === undefined ? undefined : snapshotOf(hit.node, hit.lvol);
   }
 
   /**
@@ -354,19 +313,19 @@ export class Provisioner {
     let source: string | undefined;
     let nodes: StorageNode[];
     if (opts?.volumeId !== undefined) {
-      const { node, uuid } = this.parseId(op, opts.volumeId, 'volumeId');
+      const { node, uuid } = this.cluster.parseId(op, opts.volumeId, 'volumeId');
       if (opts.node !== undefined && opts.node !== node.name) return paginate(op, 'snapshots', [], opts);
       nodes = [node];
       source = uuid;
     } else {
-      nodes = this.nodesOf(op, opts?.node);
+      nodes = this.cluster.nodesOf(op, opts?.node);
     }
     const all: Snapshot[] = [];
     await Promise.all(
       nodes.map(async (node) => {
         const { lvols } = await node.scan(op);
         for (const l of lvols) {
-          if (l.parsed.kind === 'snapshot' && (source === undefined || l.parsed.source === source)) all.push(this.snapshotOf(node, l));
+          if (l.parsed.kind === 'snapshot' && (source === undefined || l.parsed.source === source)) all.push(snapshotOf(node, l));
         }
       }),
     );
@@ -383,13 +342,13 @@ export class Provisioner {
   async deleteSnapshot(id: string): Promise<void> {
     const op = 'deleteSnapshot';
     this.assertOpen(op);
-    const { node, uuid } = this.parseId(op, id, 'snapshot');
+    const { node, uuid } = this.cluster.parseId(op, id, 'snapshot');
     await this.capacity.run('capacity', () =>
-      this.withNode(node, op, async () => {
+      this.cluster.withNode(node, op, async () => {
         const s = await node.lvol(op, uuid);
         if (s === undefined) return;
         if (s.parsed.kind !== 'snapshot') throw new NotFound(op, `${id} is not a snapshot`);
-        await this.assertOwner(node, op, s.pool);
+        await this.cluster.assertOwner(node, op, s.pool);
         const detach = s.clones.slice(1);
         if (detach.length > 0) {
           const [pool] = (await node.pools(op)).filter((p) => p.uuid === s.pool.uuid);
@@ -433,16 +392,16 @@ export class Provisioner {
   async exportVolume(id: string, opts: VolumeExportOptions = {}): Promise<VolumeExport> {
     const op = 'exportVolume';
     this.assertOpen(op);
-    const { node, uuid } = this.parseId(op, id, 'volume');
+    const { node, uuid } = this.cluster.parseId(op, id, 'volume');
     if (opts === null || typeof opts !== 'object') throw new InvalidArgument(op, 'options must be an object');
     const hosts = opts.hosts ?? [];
     if (!Array.isArray(hosts)) throw new InvalidArgument(op, 'hosts must be an array of host NQNs');
     for (const h of hosts) if (typeof h !== 'string' || !isValidNqn(h)) throw new InvalidArgument(op, `'${String(h)}' is not a valid host NQN`);
     const wanted = [...new Set(hosts)].sort();
-    return this.withNode(node, op, async () => {
+    return this.cluster.withNode(node, op, async () => {
       const l = await node.lvol(op, uuid);
       if (l === undefined || l.parsed.kind !== 'volume') throw new NotFound(op, `no volume ${id}`);
-      await this.assertOwner(node, op, l.pool);
+      await this.cluster.assertOwner(node, op, l.pool);
       return ensureExport(node, op, this.nqnOf(uuid), id, uuid, wanted).catch((e) => Promise.reject(mapRpcError(op, e)));
     });
   }
@@ -451,12 +410,12 @@ export class Provisioner {
   async unexportVolume(id: string): Promise<void> {
     const op = 'unexportVolume';
     this.assertOpen(op);
-    const { node, uuid } = this.parseId(op, id, 'volume');
-    await this.withNode(node, op, async () => {
+    const { node, uuid } = this.cluster.parseId(op, id, 'volume');
+    await this.cluster.withNode(node, op, async () => {
       if ((await subsystemOf(node, op, this.nqnOf(uuid))) === undefined) return;
       const l = await node.lvol(op, uuid);
-      if (l !== undefined) await this.assertOwner(node, op, l.pool);
-      else for (const pool of await node.pools(op)) await this.assertOwner(node, op, pool);
+      if (l !== undefined) await this.cluster.assertOwner(node, op, l.pool);
+      else for (const pool of await node.pools(op)) await this.cluster.assertOwner(node, op, pool);
       await removeExport(node, op, this.nqnOf(uuid));
     });
   }
@@ -464,7 +423,7 @@ export class Provisioner {
   /** The volume's export as the node reports it, undefined when it has none; NotFound when there is no volume either. */
   async getExport(id: string): Promise<VolumeExport | undefined> {
     const op = 'getExport';
-    const { node, uuid } = this.parseId(op, id, 'volume');
+    const { node, uuid } = this.cluster.parseId(op, id, 'volume');
     const s = await subsystemOf(node, op, this.nqnOf(uuid));
     if (s !== undefined) return exportInfo(node, id, uuid, s);
     const l = await node.lvol(op, uuid);
@@ -484,7 +443,7 @@ export class Provisioner {
     const op = 'capacity';
     if (q === null || typeof q !== 'object') throw new InvalidArgument(op, 'query must be an object');
     const topology = checkTopology(op, q.topology);
-    const nodes = this.nodesOf(op, q.node).filter((n) => matchesTopology(n.labels, topology));
+    const nodes = this.cluster.nodesOf(op, q.node).filter((n) => matchesTopology(n.labels, topology));
     const per = await Promise.all(
       nodes.map(async (node): Promise<NodeCapacity> => {
         const { pools, lvols } = await node.scan(op);
@@ -501,110 +460,10 @@ export class Provisioner {
     if (this.closed) throw new FailedPrecondition(op, 'the provisioner is closed');
   }
 
-  /** Runs `fn` with the node's lock held, after claiming and sweeping the node if it needs it. */
-  private withNode<T>(node: StorageNode, op: string, fn: () => Promise<T>): Promise<T> {
-    return node.lock.run('node', async () => {
-      if (!node.ready) {
-        for (const pool of await node.pools(op)) await this.assertOwner(node, op, pool);
-        await sweep(node, op);
-        node.ready = true;
-      }
-      return fn();
-    });
-  }
-
-  /**
-   * Before a change in `pool`: a pool first seen in this run is claimed (taking over only as
-   * `takeOver` allows); one claimed before must still hold this run's marker.
-   */
-  private async assertOwner(node: StorageNode, op: string, pool: PoolInfo): Promise<void> {
-    if (node.claimed.has(pool.uuid)) {
-      await checkOwner(node, op, pool, this.claimer);
-    } else {
-      await claimPool(node, op, pool, this.claimer);
-      node.claimed.add(pool.uuid);
-    }
-  }
-
-  private nodesOf(op: string, name: string | undefined): StorageNode[] {
-    if (name === undefined) return [...this.nodeMap.values()];
-    const n = this.nodeMap.get(name);
-    if (n === undefined) throw new NotFound(op, `no storage node '${name}'`);
-    return [n];
-  }
-
-  /** "<node>:<uuid>" → node and UUID: InvalidArgument when malformed, NotFound for an unknown node. */
-  private parseId(op: string, id: unknown, what: string): { node: StorageNode; uuid: string } {
-    if (typeof id !== 'string') throw new InvalidArgument(op, `${what} id must be a string`);
-    const colon = id.lastIndexOf(':');
-    const uuid = id.slice(colon + 1);
-    if (colon <= 0 || !isUuid(uuid)) throw new InvalidArgument(op, `'${id}' is not a ${what} id ("<node>:<uuid>")`);
-    const node = this.nodeMap.get(id.slice(0, colon));
-    if (node === undefined) throw new NotFound(op, `${what} ${id}: no storage node '${id.slice(0, colon)}'`);
-    return { node, uuid: uuid.toLowerCase() };
-  }
-
-  private checkCreate(op: string, req: CreateVolumeRequest): CheckedCreate {
-    if (req === null || typeof req !== 'object') throw new InvalidArgument(op, 'request must be an object');
-    const p = nameProblem('volume name', req.name);
-    if (p !== undefined) throw new InvalidArgument(op, p);
-    checkSize(op, 'sizeBytes', req.sizeBytes);
-    if (req.limitBytes !== undefined) {
-      checkSize(op, 'limitBytes', req.limitBytes);
-      if (req.limitBytes < req.sizeBytes) throw new InvalidArgument(op, 'limitBytes is below sizeBytes');
-    }
-    if (req.thin !== undefined && typeof req.thin !== 'boolean') throw new InvalidArgument(op, 'thin must be a boolean');
-    if (req.node !== undefined) this.nodesOf(op, req.node);
-    if (req.pool !== undefined && typeof req.pool !== 'string') throw new InvalidArgument(op, 'pool must be an lvstore name');
-    const topology = checkTopology(op, req.topology);
-    let source: CheckedCreate['source'];
-    if (req.source !== undefined) {
-      const s = req.source as { snapshotId?: unknown; volumeId?: unknown } | null;
-      if (s === null || typeof s !== 'object' || (s.snapshotId === undefined) === (s.volumeId === undefined)) {
-        throw new InvalidArgument(op, 'source must be { snapshotId } or { volumeId }');
-      }
-      const kind = s.snapshotId !== undefined ? 'snapshot' : 'volume';
-      const id = (s.snapshotId ?? s.volumeId) as string;
-      source = { kind, id, ...this.parseId(op, id, kind === 'snapshot' ? 'snapshotId' : 'volumeId') };
-    }
-    return { name: req.name, sizeBytes: req.sizeBytes, limitBytes: req.limitBytes, thin: req.thin ?? true, source, node: req.node, pool: req.pool, topology };
-  }
-
-  /** Finds a volume by name on every node (each must answer). */
-  private async findVolumeLvol(op: string, name: string): Promise<{ node: StorageNode; lvol: LvolInfo } | undefined> {
-    const hits = await Promise.all(
-      [...this.nodeMap.values()].map(async (node) => {
-        const pools = await node.pools(op);
-        for (const pool of pools) {
-          const l = await node.lvol(op, `${pool.name}/${name}`, pools);
-          if (l !== undefined && l.parsed.kind === 'volume') return { node, lvol: l };
-        }
-        return undefined;
-      }),
-    );
-    return hits.find((h) => h !== undefined);
-  }
-
-  /** Finds a snapshot by name on every node (each must answer). */
-  private async findSnapshotLvol(op: string, name: string): Promise<{ node: StorageNode; lvol: LvolInfo } | undefined> {
-    const prefix = `${encodeSnapshotName(name)}@`;
-    const hits = await Promise.all(
-      [...this.nodeMap.values()].map(async (node) => {
-        for (const l of await node.lvolNames(op)) {
-          if (!l.lvolName.startsWith(prefix)) continue;
-          const info = await node.lvol(op, l.uuid);
-          if (info !== undefined && info.parsed.kind === 'snapshot' && info.parsed.name === name) return { node, lvol: info };
-        }
-        return undefined;
-      }),
-    );
-    return hits.find((h) => h !== undefined);
-  }
-
   /** The existing volume if it matches the request, else AlreadyExists. */
   private async matchExisting(op: string, r: CheckedCreate, node: StorageNode, l: LvolInfo): Promise<Volume> {
     const derived = await deriveSource(l, poolLookup(node, op, l.pool));
-    const vol = this.volumeOf(node, l, derived);
+    const vol = volumeOf(node, l, derived);
     const size = effectiveSize(r.sizeBytes, l.pool.clusterSize);
     const problems: string[] = [];
     if (r.limitBytes === undefined ? l.sizeBytes !== size : l.sizeBytes < size || l.sizeBytes > r.limitBytes) {
@@ -650,7 +509,7 @@ export class Provisioner {
       }
       base = { node: r.source.node, lvol: l };
     }
-    const nodes = base !== undefined ? [base.node] : this.nodesOf(op, r.node).filter((n) => matchesTopology(n.labels, r.topology));
+    const nodes = base !== undefined ? [base.node] : this.cluster.nodesOf(op, r.node).filter((n) => matchesTopology(n.labels, r.topology));
     const candidates: PoolCapacity[] = [];
     await Promise.all(
       nodes.map(async (node) => {
@@ -668,11 +527,11 @@ export class Provisioner {
       throw new OutOfCapacity(op, `no pool has room for a ${r.thin ? 'thin' : 'thick'} volume of ${r.sizeBytes} bytes: ${where}`);
     }
     const chosen = fitting[0];
-    const node = this.nodeMap.get(chosen.node) as StorageNode;
-    return this.withNode(node, op, async () => {
+    const node = this.cluster.get(chosen.node) as StorageNode;
+    return this.cluster.withNode(node, op, async () => {
       const pool = (await node.pools(op)).find((p) => p.uuid === chosen.poolUuid);
       if (pool === undefined) throw new NotFound(op, `pool ${chosen.pool} went away from node ${node.name}`);
-      await this.assertOwner(node, op, pool);
+      await this.cluster.assertOwner(node, op, pool);
       const size = effectiveSize(r.sizeBytes, pool.clusterSize);
       let uuid: string;
       if (base === undefined) {
@@ -683,7 +542,7 @@ export class Provisioner {
         uuid = await this.createFrom(op, node, pool, base.lvol, r, size);
       }
       const l = (await node.lvol(op, uuid)) as LvolInfo;
-      return this.volumeOf(node, l, await deriveSource(l, poolLookup(node, op, pool)));
+      return volumeOf(node, l, await deriveSource(l, poolLookup(node, op, pool)));
     });
   }
 
@@ -706,7 +565,7 @@ export class Provisioner {
       if (size > src.sizeBytes) await node.call(op, 'bdev_lvol_resize', { name: cloneUuid, size_in_mib: Math.ceil(r.sizeBytes / MIB) });
       if (!r.thin) await node.call(op, 'bdev_lvol_inflate', { name: cloneUuid });
       // Copying may have taken long: still the owner before the name appears?
-      await this.assertOwner(node, op, pool);
+      await this.cluster.assertOwner(node, op, pool);
       await node.call(op, 'bdev_lvol_rename', { old_name: cloneUuid, new_name: r.name });
       return cloneUuid;
     } catch (e) {
@@ -717,82 +576,4 @@ export class Provisioner {
       throw mapRpcError(op, e);
     }
   }
-
-  private volumeOf(node: StorageNode, l: LvolInfo, derived: DerivedSource): Volume {
-    let source: VolumeSource | undefined;
-    if (derived.kind === 'snapshot') source = { snapshotId: `${node.name}:${derived.uuid}` };
-    else if (derived.kind === 'volume') source = { volumeId: `${node.name}:${derived.uuid}` };
-    const v: Volume = {
-      id: `${node.name}:${l.uuid}`,
-      name: l.parsed.kind === 'volume' ? l.parsed.name : l.lvolName,
-      node: node.name,
-      pool: l.pool.name,
-      uuid: l.uuid,
-      sizeBytes: l.sizeBytes,
-      thin: l.thin,
-      allocatedBytes: l.allocatedClusters * l.pool.clusterSize,
-      topology: { ...node.labels },
-    };
-    if (source !== undefined) v.source = source;
-    return v;
-  }
-
-  private snapshotOf(node: StorageNode, l: LvolInfo): Snapshot {
-    if (l.parsed.kind !== 'snapshot') throw new InternalError('snapshot', `lvol ${l.uuid} is not a snapshot`);
-    return {
-      id: `${node.name}:${l.uuid}`,
-      name: l.parsed.name,
-      node: node.name,
-      pool: l.pool.name,
-      uuid: l.uuid,
-      sourceVolumeId: `${node.name}:${l.parsed.source}`,
-      sizeBytes: l.sizeBytes,
-      allocatedBytes: l.allocatedClusters * l.pool.clusterSize,
-      createdAt: l.parsed.createdAt,
-      readyToUse: true,
-    };
-  }
-}
-
-function byId(a: { id: string }, b: { id: string }): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-}
-
-function inMemoryLookup(lvols: LvolInfo[]): (pool: PoolInfo) => Lookup {
-  const byName = new Map(lvols.map((l) => [`${l.pool.uuid}/${l.lvolName}`, l]));
-  return (pool) => async (name) => byName.get(`${pool.uuid}/${name}`);
-}
-
-function checkSize(op: string, what: string, v: unknown): asserts v is number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new InvalidArgument(op, `${what} must be a positive integer number of bytes`);
-}
-
-function checkTopology(op: string, t: unknown): Array<Record<string, string>> | undefined {
-  if (t === undefined) return undefined;
-  if (!Array.isArray(t) || t.some((s) => s === null || typeof s !== 'object' || Object.values(s).some((v) => typeof v !== 'string'))) {
-    throw new InvalidArgument(op, 'topology must be a list of label maps (name → string)');
-  }
-  return t as Array<Record<string, string>>;
-}
-
-function describe(c: PoolCapacity): string {
-  return `${c.node}/${c.pool}: ${c.freeBytes} bytes free, ${c.provisionedBytes} of ${c.maxProvisionedBytes} provisioned`;
-}
-
-function sums(list: Array<{ totalBytes: number; freeBytes: number; provisionedBytes: number; availableThinBytes: number; availableThickBytes: number }>) {
-  return {
-    totalBytes: list.reduce((a, c) => a + c.totalBytes, 0),
-    freeBytes: list.reduce((a, c) => a + c.freeBytes, 0),
-    provisionedBytes: list.reduce((a, c) => a + c.provisionedBytes, 0),
-    availableThinBytes: list.reduce((a, c) => Math.max(a, c.availableThinBytes), 0),
-    availableThickBytes: list.reduce((a, c) => Math.max(a, c.availableThickBytes), 0),
-  };
-}
-
-/** A node's JSON-RPC error as the provisioner's: ENOSPC is OutOfCapacity, EEXIST AlreadyExists, others Internal. */
-function mapRpcError(op: string, e: unknown): unknown {
-  if (!(e instanceof JsonRpcError)) return e;
-  if (e.code === -28 || /No space left/i.test(e.message)) return new OutOfCapacity(op, `the node has no space left: ${e.message}`, { cause: e });
-  if (e.code === -17 || /File exists/i.test(e.message)) return new AlreadyExists(op, `the name is taken on the node by an lvol the provisioner did not make: ${e.message}`, { cause: e });
-  return new InternalError(op, `a storage node answered ${e.code} "${e.message}"`, { cause: e });
 }
