@@ -12,3 +12,4 @@ export { LvolApi, LvolStore, Lvol } from './lvol';
 export type { CreateStoreOptions, CreateLvolOptions, LvolSize, LvolClearMethod, RpcCaller } from './lvol';
 export { NvmfApi, NvmfSubsystem } from './nvmf';
 export type { TransportOptions, SubsystemOptions, ListenAddress, NamespaceOptions, ExportOptions } from './nvmf';
+export * from './provision';

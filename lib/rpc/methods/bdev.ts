@@ -201,7 +201,13 @@ export function registerBdevMethods(dispatcher: Dispatcher, backend: BdevBackend
 
   dispatcher.register('bdev_get_bdevs', async (params, ctx) => {
     const req: Decoded<typeof GET_BDEVS> = params === undefined ? {} : decodeObject(params, GET_BDEVS);
-    if (req.name === undefined) return backend.listBdevs().map((b) => bdevToJson(b, backend));
+    if (req.name === undefined) {
+      // One listing for the whole answer: each lvol's entry looks its base bdev up, and
+      // backend.findBdev lists every bdev again (quadratic in the number of lvols).
+      const all = backend.listBdevs();
+      const index = bdevIndex(all);
+      return all.map((b) => bdevToJson(b, index));
+    }
     return [bdevToJson(await openAsync(backend, req.name, req.timeout ?? 0, ctx.signal), backend)];
   });
 
@@ -226,6 +232,18 @@ export function registerBdevMethods(dispatcher: Dispatcher, backend: BdevBackend
       bdevs: bdevs.map((b) => iostatToJson(b.name, backend.bdevStats(b.name))),
     };
   });
+}
+
+/**
+ * A name/UUID/alias lookup over one listing, answering as BdevBackend.findBdev does (the first
+ * bdev in list order that has the key as its name, UUID or an alias).
+ */
+export function bdevIndex(all: BdevInfo[]): { findBdev(name: string): BdevInfo | undefined } {
+  const byKey = new Map<string, BdevInfo>();
+  for (const b of all) {
+    for (const k of [b.name, b.uuid, ...b.aliases]) if (!byKey.has(k)) byKey.set(k, b);
+  }
+  return { findBdev: (name) => byKey.get(name) };
 }
 
 /**

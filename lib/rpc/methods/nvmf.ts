@@ -15,6 +15,7 @@ import { newSubsystem, NamespaceState, NvmfTarget, SubsystemState } from '../../
 import type { Dispatcher, RpcContext } from '../dispatcher';
 import { JsonRpcError } from '../errors';
 import { checkTarget, decodeNvmf, engine, fromEngine, inView, internal, invalidParams, NvmfContext } from './nvmf-common';
+import { bdevIndex } from './bdev';
 import { subsystemToJson, trid } from './nvmf-json';
 import { registerNvmfListenerMethods } from './nvmf-listener';
 import { pollGroupName, registerNvmfTargetMethods } from './nvmf-target';
@@ -132,11 +133,16 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
   const { target, backend, bdevs } = ctx;
 
   /** Namespaces whose bdev was deleted have gone from SPDK's subsystem (nvmf_ns_hot_remove). */
-  const prune = (): void =>
+  const prune = (): void => {
+    // One bdev listing for all namespaces: findBdev lists every bdev on each call, which made
+    // every nvmf call cost (namespaces x bdevs).
+    let index: { findBdev(name: string): BdevInfo | undefined } | undefined;
     target.pruneNamespaces((name, uuid) => {
-      const b = bdevs.findBdev(name);
+      index ??= bdevIndex(bdevs.listBdevs());
+      const b = index.findBdev(name);
       return b !== undefined && b.name === name && b.uuid.toLowerCase() === uuid;
     });
+  };
 
   /**
    * spdk_nvmf_tgt_find_subsystem for methods that answer a missing one with "Invalid parameters";
