@@ -32,7 +32,8 @@ export class BuiltinBdevBackend implements BdevBackend {
   }
 
   findBdev(nameOrAlias: string): BdevInfo | undefined {
-    return this.listBdevs().find((b) => b.name === nameOrAlias || b.uuid === nameOrAlias || b.aliases.includes(nameOrAlias));
+    const b = this.native.findBdev(nameOrAlias);
+    return b === undefined ? undefined : this.withReporting(b);
   }
 
   bdevStats(name: string): BdevStats {

@@ -31,6 +31,8 @@ export interface NativeEngine {
   deleteBdev(name: string, driver: string): boolean;
   rescanFileBdev(name: string, driver: string): boolean;
   listBdevs(): BdevInfo[];
+  /** The bdev with this name, alias or UUID (one native lookup), or undefined. */
+  findBdev(nameOrAlias: string): BdevInfo | undefined;
   bdevStats(name: string): BdevStats;
   allocBuffer(len: number): { id: number; buffer: ArrayBuffer; hugepage: boolean };
   freeBuffer(id: number): void;

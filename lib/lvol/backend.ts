@@ -69,7 +69,8 @@ export class BuiltinLvolBackend implements LvolBackend {
   }
 
   findLvol(nameOrAlias: string): LvolBdevInfo | undefined {
-    return this.listLvols().find((b) => b.name === nameOrAlias || b.uuid === nameOrAlias || b.aliases.includes(nameOrAlias));
+    const b = this.native.findBdev(nameOrAlias);
+    return b !== undefined && b.driver === 'lvol' ? (b as LvolBdevInfo) : undefined;
   }
 
   async deleteLvol(bdevName: string): Promise<void> {

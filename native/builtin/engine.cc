@@ -67,6 +67,7 @@ Napi::Function JsEngine::Init(Napi::Env env) {
                          InstanceMethod("deleteBdev", &JsEngine::DeleteBdev),
                          InstanceMethod("rescanFileBdev", &JsEngine::RescanFileBdev),
                          InstanceMethod("listBdevs", &JsEngine::ListBdevs),
+                         InstanceMethod("findBdev", &JsEngine::FindBdevInfo),
                          InstanceMethod("bdevStats", &JsEngine::BdevStats),
                          InstanceMethod("createRecordBdev", &JsEngine::CreateRecordBdev),
                          InstanceMethod("takeRecordLog", &JsEngine::TakeRecordLog),
@@ -356,6 +357,15 @@ Napi::Value JsEngine::ListBdevs(const Napi::CallbackInfo& info) {
   Napi::Array a = Napi::Array::New(env, bdevs_.size());
   for (size_t i = 0; i < bdevs_.size(); i++) a.Set(static_cast<uint32_t>(i), DescribeBdev(env, bdevs_[i]));
   return a;
+}
+
+// findBdev(nameOrAliasOrUuid) -> the bdev described as listBdevs does, or undefined: one lookup
+// in native code instead of describing every bdev to JS and searching the list.
+Napi::Value JsEngine::FindBdevInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return env.Undefined();
+  Bdev* b = FindBdev(info[0].As<Napi::String>());
+  return b == nullptr ? env.Undefined() : Napi::Value(DescribeBdev(env, b));
 }
 
 Napi::Value JsEngine::BdevStats(const Napi::CallbackInfo& info) {

@@ -67,6 +67,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   Napi::Value DeleteBdev(const Napi::CallbackInfo& info);
   Napi::Value RescanFileBdev(const Napi::CallbackInfo& info);
   Napi::Value ListBdevs(const Napi::CallbackInfo& info);
+  Napi::Value FindBdevInfo(const Napi::CallbackInfo& info);
   Napi::Value BdevStats(const Napi::CallbackInfo& info);
   // Test-only fault injection (bdev/record.h); reachable from JS, never from an RPC.
   Napi::Value CreateRecordBdev(const Napi::CallbackInfo& info);
