@@ -36,6 +36,10 @@ export class BuiltinBdevBackend implements BdevBackend {
     return b === undefined ? undefined : this.withReporting(b);
   }
 
+  removals(): number {
+    return this.native.bdevRemovals();
+  }
+
   bdevStats(name: string): BdevStats {
     try {
       return this.native.bdevStats(name);

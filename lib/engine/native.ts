@@ -33,6 +33,8 @@ export interface NativeEngine {
   listBdevs(): BdevInfo[];
   /** The bdev with this name, alias or UUID (one native lookup), or undefined. */
   findBdev(nameOrAlias: string): BdevInfo | undefined;
+  /** Bdevs removed since the engine started (any way). */
+  bdevRemovals(): number;
   bdevStats(name: string): BdevStats;
   allocBuffer(len: number): { id: number; buffer: ArrayBuffer; hugepage: boolean };
   freeBuffer(id: number): void;

@@ -74,6 +74,12 @@ export interface BdevBackend {
   listBdevs(): BdevInfo[];
   /** Looks a bdev up by name, alias or UUID. */
   findBdev(nameOrAlias: string): BdevInfo | undefined;
+  /**
+   * A count that changes whenever a bdev goes away (any way: deleted, its lvstore unloaded), so
+   * callers that keep bdev references can skip re-checking them while it stays the same.
+   * Engines without it: undefined (check every time).
+   */
+  removals?(): number;
   bdevStats(name: string): BdevStats;
   /** Ticks per second of the latency counters. */
   tickRate(): number;

@@ -68,6 +68,7 @@ Napi::Function JsEngine::Init(Napi::Env env) {
                          InstanceMethod("rescanFileBdev", &JsEngine::RescanFileBdev),
                          InstanceMethod("listBdevs", &JsEngine::ListBdevs),
                          InstanceMethod("findBdev", &JsEngine::FindBdevInfo),
+                         InstanceMethod("bdevRemovals", &JsEngine::BdevRemovals),
                          InstanceMethod("bdevStats", &JsEngine::BdevStats),
                          InstanceMethod("createRecordBdev", &JsEngine::CreateRecordBdev),
                          InstanceMethod("takeRecordLog", &JsEngine::TakeRecordLog),
@@ -327,6 +328,7 @@ Napi::Value JsEngine::DeleteBdev(const Napi::CallbackInfo& info) {
     }
     b->MarkRemoved();
     bdevs_.erase(bdevs_.begin() + static_cast<long>(i));
+    bdev_removals_++;
     b->Unref();
     return Napi::Boolean::New(env, true);
   }
@@ -366,6 +368,10 @@ Napi::Value JsEngine::FindBdevInfo(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) return env.Undefined();
   Bdev* b = FindBdev(info[0].As<Napi::String>());
   return b == nullptr ? env.Undefined() : Napi::Value(DescribeBdev(env, b));
+}
+
+Napi::Value JsEngine::BdevRemovals(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(bdev_removals_));
 }
 
 Napi::Value JsEngine::BdevStats(const Napi::CallbackInfo& info) {

@@ -68,6 +68,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   Napi::Value RescanFileBdev(const Napi::CallbackInfo& info);
   Napi::Value ListBdevs(const Napi::CallbackInfo& info);
   Napi::Value FindBdevInfo(const Napi::CallbackInfo& info);
+  Napi::Value BdevRemovals(const Napi::CallbackInfo& info);
   Napi::Value BdevStats(const Napi::CallbackInfo& info);
   // Test-only fault injection (bdev/record.h); reachable from JS, never from an RPC.
   Napi::Value CreateRecordBdev(const Napi::CallbackInfo& info);
@@ -137,6 +138,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   std::vector<JsIoQueue*> js_ready_;
   napi_async_context async_ctx_ = nullptr;  // for direct delivery (async hooks see one resource)
   std::vector<Bdev*> bdevs_;  // creation order; each holds one reference
+  uint64_t bdev_removals_ = 0;  // bumped whenever a bdev leaves bdevs_
   std::vector<BufEntry> buffers_;
   std::vector<uint32_t> free_buffer_slots_;
   bool try_huge_ = true;

@@ -15,7 +15,6 @@ import { newSubsystem, NamespaceState, NvmfTarget, SubsystemState } from '../../
 import type { Dispatcher, RpcContext } from '../dispatcher';
 import { JsonRpcError } from '../errors';
 import { checkTarget, decodeNvmf, engine, fromEngine, inView, internal, invalidParams, NvmfContext } from './nvmf-common';
-import { bdevIndex } from './bdev';
 import { subsystemToJson, trid } from './nvmf-json';
 import { registerNvmfListenerMethods } from './nvmf-listener';
 import { pollGroupName, registerNvmfTargetMethods } from './nvmf-target';
@@ -133,13 +132,15 @@ function registerNvmfSubsystemMethods(dispatcher: Dispatcher, ctx: NvmfContext):
   const { target, backend, bdevs } = ctx;
 
   /** Namespaces whose bdev was deleted have gone from SPDK's subsystem (nvmf_ns_hot_remove). */
+  // Only when a bdev went away since the last look (the engine counts removals): with a
+  // thousand exports, checking every namespace's bdev on every call cost more than the call.
+  let seenRemovals: number | undefined;
   const prune = (): void => {
-    // One bdev listing for all namespaces: findBdev lists every bdev on each call, which made
-    // every nvmf call cost (namespaces x bdevs).
-    let index: { findBdev(name: string): BdevInfo | undefined } | undefined;
+    const removals = bdevs.removals?.();
+    if (removals !== undefined && removals === seenRemovals) return;
+    seenRemovals = removals;
     target.pruneNamespaces((name, uuid) => {
-      index ??= bdevIndex(bdevs.listBdevs());
-      const b = index.findBdev(name);
+      const b = bdevs.findBdev(name);
       return b !== undefined && b.name === name && b.uuid.toLowerCase() === uuid;
     });
   };

@@ -81,6 +81,7 @@ LvolModule* JsEngine::Lvols() {
         if (bdevs_[i] != b) continue;
         b->MarkRemoved();
         bdevs_.erase(bdevs_.begin() + static_cast<long>(i));
+        bdev_removals_++;
         b->Unref();
         return;
       }
