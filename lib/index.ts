@@ -12,3 +12,20 @@ export { LvolApi, LvolStore, Lvol } from './lvol';
 export type { CreateStoreOptions, CreateLvolOptions, LvolSize, LvolClearMethod, RpcCaller } from './lvol';
 export { NvmfApi, NvmfSubsystem } from './nvmf';
 export type { TransportOptions, SubsystemOptions, ListenAddress, NamespaceOptions, ExportOptions } from './nvmf';
+export { NvmeApi, NvmeController, NvmeAdmin, NvmeQpair, NvmeNamespace, NvmeError, parseTransportId, normalizeTransportId, formatTransportId, statusName, decodeStatus, makeStatus, DISCOVERY_NQN } from './nvme';
+export type {
+  ConnectOptions,
+  QpairOptions,
+  QpairOwner,
+  IoOptions,
+  LbaRange,
+  TransportId,
+  ResolvedTransportId,
+  ControllerData,
+  NamespaceData,
+  DiscoveryLog,
+  DiscoveryLogEntry,
+  NvmeCommandInfo,
+  NvmeStatusCode,
+  ControllerCap,
+} from './nvme';
