@@ -9,6 +9,7 @@
  * and restarted is in nvme-host-failover.test.ts.
  */
 import { expect } from 'chai';
+import * as fs from 'node:fs';
 import { NvmeController, NvmeError, NvmeQpair, QpairOwner, Spdk, SpdkBuffer, SpdkError, parseTransportId, normalizeTransportId } from '../lib';
 import { RpcClient } from '../lib/rpc';
 import { fillPattern, uniqueSocketPath } from './helpers/env';
@@ -656,6 +657,33 @@ for (const kind of TARGETS) {
           }
         });
       }
+
+      it('an idle JS-thread queue pair costs no CPU, nor one waiting on a slow command (it stops spinning)', async function () {
+        this.timeout(20000);
+        // CPU time of this process's JS thread only (the in-process target's reactors are other threads).
+        const jsCpuMs = (): number => Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+        const c = await spdk.nvme.connect(trid(port, CNODE4), { keepAliveTimeoutMs: 1000 });
+        try {
+          const qp = await c.allocQpair({ depth: 4, owner: 'js' });
+          const b = buffer(512);
+          await new Promise((r) => setTimeout(r, 100));
+          let t0 = jsCpuMs();
+          await new Promise((r) => setTimeout(r, 1000));
+          const idle = jsCpuMs() - t0;
+          expect(idle, 'ms of JS-thread CPU in 1 s idle (keep-alive running)').to.be.below(50);
+          // A command the target takes 1.5 s to answer: the loop spins 2 ms, then waits in epoll.
+          const p = qp.read(c.namespace(1), b, 0, 1);
+          await new Promise((r) => setTimeout(r, 100));
+          t0 = jsCpuMs();
+          await new Promise((r) => setTimeout(r, 1000));
+          const waiting = jsCpuMs() - t0;
+          expect(qp.outstanding).to.equal(1);
+          expect(waiting, 'ms of JS-thread CPU in 1 s waiting').to.be.below(100);
+          await p;
+        } finally {
+          await c.detach();
+        }
+      });
 
       it('a detached controller refuses new work with a clear error', async () => {
         const c = await spdk.nvme.connect(trid(port));
