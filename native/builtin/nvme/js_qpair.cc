@@ -533,8 +533,12 @@ Napi::Value JsNvmeQpair::Reap(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, "reap(ring) needs an Int32Array of at least 2 elements", EINVAL, "nvme.reap");
   const uint32_t pending = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
   const bool wait = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  const uint32_t older = in_flight_;
   if (pending > 0) SubmitBatch(env, pending);
-  if (reactor_ == nullptr && hq_ && phase_ == Phase::kReady) {
+  // Read the socket now if commands older than the ones just sent are out (their completions
+  // may be waiting there: taking them here saves a wake-up); right after sending the only ones
+  // in flight nothing can have come back yet, and the event loop watches the socket anyway.
+  if (reactor_ == nullptr && hq_ && phase_ == Phase::kReady && (older > 0 || pending == 0)) {
     hq_->Process();
     if (driver_ != nullptr) driver_->Update();
   }
