@@ -808,6 +808,8 @@ Napi::Value JsNvmeQpair::Reconnect(const Napi::CallbackInfo& info) {
   } else {
     phase_ = Phase::kConnecting;
     connect_deferred_ = d;
+    // Cleared before the reactor reconnects, so a failure of the new connection is never lost.
+    transport_failed_.store(false);
     const CtrlrOptions& c = h->options();
     sockaddr_storage addr = c.addr;
     const socklen_t len = c.addrlen;
@@ -829,7 +831,6 @@ Napi::Value JsNvmeQpair::Reconnect(const Napi::CallbackInfo& info) {
         Notify();
       }
     });
-    transport_failed_.store(false);
     StartTimer();
   }
   return d->Promise();
