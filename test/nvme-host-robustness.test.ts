@@ -105,6 +105,30 @@ describe('NVMe host against a misbehaving target', function () {
       }
     });
 
+    it('a target asking for CPDA 3: the host puts write data at 16-byte aligned offsets', async () => {
+      fake.hooks.onIcReq = () => icResp({ cpda: 3 });
+      const c = await spdk.nvme.connect(trid());
+      try {
+        const q = await c.allocQpair({ depth: 4 });
+        const ns = c.namespace(1);
+        fake.dataPdos.length = 0;
+        for (const len of [4096, 65536]) {
+          const w = spdk.allocBuffer(len);
+          const r = spdk.allocBuffer(len);
+          fillPattern(w.bytes, len + 1);
+          await q.write(ns, w, 100, len / 512);
+          await q.read(ns, r, 100, len / 512);
+          expect(Buffer.from(r.bytes).equals(Buffer.from(w.bytes))).to.equal(true);
+          w.free();
+          r.free();
+        }
+        expect(fake.dataPdos.length).to.be.at.least(2);
+        for (const pdo of fake.dataPdos) expect(pdo % 16, `PDO ${pdo}`).to.equal(0);
+      } finally {
+        await c.detach();
+      }
+    });
+
     const cases: Array<[string, (sqe: Buffer, qid: number) => Buffer[], RegExp, string]> = [
       ['a CapsuleResp for a command that is not outstanding', (s, q) => [capsuleResp(s.readUInt16LE(2) + 3, 0, 0, 0, q)], /CapsuleResp for command \d+, which is not outstanding/, 'EPROTO'],
       ['C2HData beyond the command\'s data', (s) => [c2hData(s.readUInt16LE(2), 4096, Buffer.alloc(512))], /malformed PDU/, 'EPROTO'],

@@ -259,8 +259,8 @@ for (const kind of TARGETS) {
         expectThrow(() => ctrlr.namespace(3), (e) => expect(e.message).to.match(/namespace 3 is not active/));
       });
 
-      it('with header and data digests: connect, then verified I/O on both owners', async () => {
-        const c = await spdk.nvme.connect(trid(port), { headerDigest: true, dataDigest: true });
+      it('with header and data digests and HPDA 7 (C2H data 32-byte aligned): connect, then verified I/O on both owners', async () => {
+        const c = await spdk.nvme.connect(trid(port), { headerDigest: true, dataDigest: true, hpda: 7 });
         try {
           const ns = c.namespace(1);
           for (const owner of ['js', 'reactor'] as QpairOwner[]) {

@@ -88,6 +88,8 @@ export function c2hTermReq(fes: number, fei: number): Buffer {
 export class FakeTarget {
   hooks: FakeHooks = {};
   readonly conns: FakeConn[] = [];
+  /** PDOs of the data PDUs received from the host (CapsuleCmd with data, H2CData). */
+  readonly dataPdos: number[] = [];
   readonly media = Buffer.alloc(BLOCKS * 512);
   private readonly server: net.Server;
   private cc = 0;
@@ -126,6 +128,7 @@ export class FakeTarget {
         }
         if (!p) break;
         conn.received.push(p.type);
+        if ((p.type === PduType.CapsuleCmd || p.type === PduType.H2CData) && p.data.length > 0) this.dataPdos.push(p.pdo);
         if (p.type === PduType.ICReq) {
           const h = this.hooks.onIcReq?.(conn);
           if (h === 'silence') continue;
