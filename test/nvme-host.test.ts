@@ -438,6 +438,9 @@ for (const kind of TARGETS) {
           expectThrow(() => qp.submitRead(ns, b, 0, 1, -1), (e) => expect(e.message).to.match(/tag must be/));
           expectThrow(() => qp.submitRead(ns, b, 0, 1, 1.5), (e) => expect(e.message).to.match(/tag must be/));
           await expectReject(qp.reap(new Uint32Array(4) as never), (e) => expect(e.message).to.match(/Int32Array/));
+          await expectReject(qp.deallocate(ns, []), (e) => expect(e.message).to.match(/1\.\.256/));
+          await expectReject(qp.deallocate(ns, [{ lba: 0, blocks: 8 }, { lba: -1, blocks: 1 }]), (e) => expect(e.message).to.match(/range 1: lba/));
+          await expectReject(qp.writeZeroes(ns, 0, 70000), (e) => expect(e.message).to.match(/block count/));
           const freed = spdk.allocBuffer(512);
           freed.free();
           await expectReject(qp.write(ns, freed, 0, 1), (e) => expect((e as SpdkError).code).to.equal('EBADF'));

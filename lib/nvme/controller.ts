@@ -5,7 +5,7 @@ import { ControllerData, decodeControllerData, decodeNamespaceData } from './ide
 import { NvmeNamespace } from './namespace';
 import { NvmeQpair, QpairOptions } from './qpair';
 import { NvmeCommandInfo, NvmeError, opcodeName, statusError, statusName } from './status';
-import { formatTransportId, ResolvedTransportId } from './trid';
+import type { ResolvedTransportId } from './trid';
 
 /** CAP, decoded (NVMe base 2.0, 3.1.4.1). */
 export interface ControllerCap {
@@ -301,7 +301,6 @@ export class NvmeController {
         this.qpairs.delete(q);
         this.qids.delete(q.id);
       },
-      transportName: () => formatTransportId(this.trid),
     });
     this.qpairs.add(qp);
     try {

@@ -59,7 +59,6 @@ interface Op {
 export interface QpairHost {
   allocBuffer(length: number): SpdkBuffer;
   onFreed(qp: NvmeQpair): void;
-  transportName(): string;
 }
 
 const EAGAIN = 11;
@@ -316,24 +315,26 @@ export class NvmeQpair {
     if (!Array.isArray(ranges) || ranges.length < 1 || ranges.length > 256) {
       return Promise.reject(SpdkError.invalidArg('nvme.deallocate', 'ranges must be an array of 1..256 { lba, blocks }'));
     }
+    for (const [i, r] of ranges.entries()) {
+      if (!r || !Number.isSafeInteger(r.lba) || r.lba < 0 || !Number.isInteger(r.blocks) || r.blocks < 1 || r.blocks > 0xffffffff) {
+        return Promise.reject(SpdkError.invalidArg('nvme.deallocate', `range ${i}: lba must be a non-negative safe integer and blocks 1..2^32-1`));
+      }
+    }
+    // The range list (16 bytes per range) is the command's data: engine memory, freed when the
+    // command completes.
     let scratch: SpdkBuffer;
     try {
       scratch = this.host.allocBuffer(ranges.length * 16);
-      const v = new DataView(scratch.bytes.buffer, scratch.bytes.byteOffset, scratch.length);
-      ranges.forEach((r, i) => {
-        if (!r || !Number.isSafeInteger(r.lba) || r.lba < 0 || !Number.isInteger(r.blocks) || r.blocks < 1 || r.blocks > 0xffffffff) {
-          throw SpdkError.invalidArg('nvme.deallocate', `range ${i}: lba must be a non-negative safe integer and blocks 1..2^32-1`);
-        }
-        v.setUint32(i * 16, 0, true); // context attributes
-        v.setUint32(i * 16 + 4, r.blocks, true);
-        v.setUint32(i * 16 + 8, r.lba % 4294967296, true);
-        v.setUint32(i * 16 + 12, Math.floor(r.lba / 4294967296), true);
-      });
     } catch (e) {
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-      if (scratch! && !scratch.freed) scratch.free();
       return Promise.reject(e);
     }
+    const v = new DataView(scratch.bytes.buffer, scratch.bytes.byteOffset, scratch.length);
+    ranges.forEach((r, i) => {
+      v.setUint32(i * 16, 0, true); // context attributes
+      v.setUint32(i * 16 + 4, r.blocks, true);
+      v.setUint32(i * 16 + 8, r.lba % 4294967296, true);
+      v.setUint32(i * 16 + 12, Math.floor(r.lba / 4294967296), true);
+    });
     return this.op(this.c.OP_DEALLOCATE, ns, scratch, 0, ranges.length, undefined, 0, scratch);
   }
 
