@@ -40,6 +40,11 @@
         "native/builtin/nvmf/target.cc",
         "native/builtin/nvmf/tcp_conn.cc",
         "native/builtin/nvmf/engine_nvmf.cc",
+        "native/builtin/nvme/host_qpair.cc",
+        "native/builtin/nvme/uv_driver.cc",
+        "native/builtin/nvme/host_ctrlr.cc",
+        "native/builtin/nvme/js_ctrlr.cc",
+        "native/builtin/nvme/js_qpair.cc",
         "native/builtin/engine.cc",
         "native/builtin/addon.cc"
       ],

@@ -68,6 +68,7 @@ const strerrorTexts: Record<number, string> = {
   75: 'Value too large for defined data type',
   95: 'Operation not supported',
   98: 'Address already in use',
+  103: 'Software caused connection abort',
   104: 'Connection reset by peer',
   107: 'Transport endpoint is not connected',
   110: 'Connection timed out',

@@ -13,3 +13,20 @@ export type { CreateStoreOptions, CreateLvolOptions, LvolSize, LvolClearMethod, 
 export { NvmfApi, NvmfSubsystem } from './nvmf';
 export type { TransportOptions, SubsystemOptions, ListenAddress, NamespaceOptions, ExportOptions } from './nvmf';
 export * from './provision';
+export { NvmeApi, NvmeController, NvmeAdmin, NvmeQpair, NvmeNamespace, NvmeError, parseTransportId, normalizeTransportId, formatTransportId, statusName, decodeStatus, makeStatus, DISCOVERY_NQN } from './nvme';
+export type {
+  ConnectOptions,
+  QpairOptions,
+  QpairOwner,
+  IoOptions,
+  LbaRange,
+  TransportId,
+  ResolvedTransportId,
+  ControllerData,
+  NamespaceData,
+  DiscoveryLog,
+  DiscoveryLogEntry,
+  NvmeCommandInfo,
+  NvmeStatusCode,
+  ControllerCap,
+} from './nvme';

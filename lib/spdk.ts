@@ -21,6 +21,7 @@ import { registerNvmfMethods } from './rpc/methods/nvmf';
 import { BuiltinNvmfBackend } from './nvmf/backend';
 import { nvmfSubsystemConfig } from './config/nvmf-config';
 import { NvmfApi } from './nvmf';
+import { NvmeApi } from './nvme';
 
 export interface SpdkOptions {
   /** 'auto' (default) picks libspdk when it is available, else builtin. */
@@ -96,6 +97,8 @@ export class Spdk {
   readonly lvol: LvolApi;
   /** The NVMe-oF target: transports, subsystems, namespaces, listeners, hosts (on SPDK's nvmf_* RPCs). */
   readonly nvmf: NvmfApi;
+  /** The NVMe host: controllers, admin commands, I/O queue pairs (NVMe/TCP on the builtin engine). */
+  readonly nvme: NvmeApi;
   /** @internal */
   readonly dispatcher: Dispatcher;
   private readonly addon: BuiltinAddon;
@@ -127,6 +130,13 @@ export class Spdk {
     this.bdev = new BdevApi(this);
     this.lvol = new LvolApi(this.rpc);
     this.nvmf = new NvmfApi(this.rpc);
+    this.nvme = new NvmeApi({
+      addon,
+      native,
+      reactors: cores.length,
+      allocBuffer: (n) => this.allocBuffer(n),
+      assertRunning: (op) => this.assertRunning(op),
+    });
   }
 
   /** Starts an engine with reactors on `cores`. */
@@ -272,6 +282,7 @@ export class Spdk {
     await Promise.all([this.rpcServer?.close(), ...[...this.httpServers].map((s) => s.close())]);
     this.rpcServer = undefined;
     this.httpServers.clear();
+    await this.nvme.detachAll();
     await Promise.all([...this.handles].map((h) => h.close()));
     await Promise.all([...this.openQueues].map((q) => q.close()));
     await this.native.stop();

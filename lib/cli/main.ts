@@ -14,6 +14,7 @@ import { Spdk } from '../spdk';
 import { SpdkError } from '../errors';
 import type { EngineChoice } from '../engine/load';
 import { parseHostPort, RpcHttpEndpointOptions, RpcHttpServer } from '../rpc/http';
+import { perf, perfUsage } from './perf';
 
 interface TargetArgs {
   rpcSocket: string;
@@ -29,6 +30,9 @@ interface TargetArgs {
 }
 
 const usage = `usage: spdk-node target [options]
+       spdk-node perf -q DEPTH -o BYTES -w PATTERN -t SECONDS -r TRID [options]   (--help for its options)
+
+spdk-node target options:
   --rpc-socket PATH   JSON-RPC Unix socket (default /var/tmp/spdk.sock)
   --cores LIST        reactor cores, e.g. 0 or 0,1 (default 0)
   --engine NAME       auto | builtin | libspdk (default auto)
@@ -241,6 +245,17 @@ async function main(argv: string[]): Promise<void> {
   switch (cmd) {
     case 'target':
       await target(rest);
+      break;
+    case 'perf':
+      try {
+        process.exitCode = await perf(rest);
+      } catch (e) {
+        if (e instanceof SpdkError && e.code === 'ERR_HELP') {
+          console.log(perfUsage);
+          return;
+        }
+        throw e;
+      }
       break;
     case undefined:
     case '--help':

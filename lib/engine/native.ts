@@ -178,10 +178,95 @@ export interface NativeIoQueue {
   inFlight(): number;
 }
 
+/** The NVMe host's descriptor layout (native/builtin/nvme/js_nvme.h). */
+export interface NativeNvmeConstants {
+  DESC_OP: number;
+  DESC_TAG: number;
+  DESC_NSID: number;
+  DESC_BUF: number;
+  DESC_BUF_OFFSET: number;
+  DESC_LBA: number;
+  DESC_COUNT: number;
+  DESC_FLAGS: number;
+  DESC_WORDS: number;
+  OP_READ: number;
+  OP_WRITE: number;
+  OP_FLUSH: number;
+  OP_WRITE_ZEROES: number;
+  OP_DEALLOCATE: number;
+  OP_COMPARE: number;
+  FLAG_FUA: number;
+  FLAG_DEAC: number;
+}
+
+/** What the native controller's connect() takes; TypeScript validated every field. */
+export interface NativeNvmeConnectOptions {
+  traddr: string;
+  trsvcid: string;
+  family: 4 | 6;
+  subnqn: string;
+  hostnqn: string;
+  hostid: Uint8Array;
+  keepAliveMs: number;
+  adminQueueSize: number;
+  hdgst: boolean;
+  ddgst: boolean;
+  hpda: number;
+  ioQueues: number;
+  discovery: boolean;
+  connectTimeoutMs: number;
+  adminTimeoutMs: number;
+}
+
+export interface NativeNvmeControllerInfo {
+  cntlid: number;
+  capLo: number;
+  capHi: number;
+  vs: number;
+  identify: Buffer;
+  ioQueues: number;
+  maxXfer: number;
+  inCapsuleDataSize: number;
+  maxQueueEntries: number;
+  namespaces: Array<{ nsid: number; identify: Buffer; descriptors?: Buffer }>;
+}
+
+export interface NativeNvmeController {
+  /** Rejects with an SpdkError (with `status`/`dw0` when the target refused Connect). */
+  connect(opts: NativeNvmeConnectOptions): Promise<NativeNvmeControllerInfo>;
+  /** Resolves with the completion; status < 0 when the command got none (`error` says why). */
+  admin(sqe: Uint8Array, len: number, data: Uint8Array | null): Promise<{ status: number; dw0: number; dw1: number; data?: Buffer; error?: string }>;
+  reset(): Promise<NativeNvmeControllerInfo>;
+  detach(): Promise<void>;
+  state(): { ready: boolean; failed: boolean; detached: boolean; failure?: string; cntlid: number };
+  stats(): { pdusSent?: number; pdusReceived?: number };
+}
+
+export interface NativeNvmeQpair {
+  readonly desc: Float64Array;
+  connect(): Promise<void>;
+  /** Submits descriptors [0, count); throws (with `index`) having submitted none. */
+  submit(count: number): number;
+  /** Submits `pending`, copies ready completions into ring; with `wait`, arms onReady. */
+  reap(ring: Int32Array, pending: number, wait: boolean): number;
+  disconnect(): Promise<void>;
+  reconnect(): Promise<void>;
+  state(): { phase: 'new' | 'connecting' | 'ready' | 'failed' | 'closing' | 'closed'; failure?: string };
+  stats(): { pdusSent?: number; pdusReceived?: number; sendmsgCalls?: number; recvCalls?: number; copiedBytes?: number; directBytes?: number };
+  inFlight(): number;
+}
+
 export interface BuiltinAddon {
   engine: 'builtin';
   setErrorClass(cls: Function): void;
   Engine: new () => NativeEngine;
   IoQueue: new (engine: NativeEngine, bdev: string, reactor: number, depth: number, onComplete: () => void) => NativeIoQueue;
   constants: NativeConstants;
+  NvmeController: new (engine: NativeEngine) => NativeNvmeController;
+  NvmeQpair: new (
+    ctrlr: NativeNvmeController,
+    opts: { qid: number; depth: number; queueSize: number; reactor: number; spin: boolean; timeoutMs: number },
+    onReady: (n: number) => void,
+  ) => NativeNvmeQpair;
+  nvmeConstants: NativeNvmeConstants;
 }

@@ -23,6 +23,9 @@ struct DmaBuffer {
   std::atomic<int> mem_refs{1};
   std::atomic<int> obj_refs{2};
   std::atomic<bool> owner_released{false};
+  // JS thread only: the NVMe host's I/Os in flight on this buffer (an intrusive list of their
+  // byte ranges, native/builtin/nvme/js_qpair.cc), so an overlapping I/O can be refused.
+  void* host_io = nullptr;
 
   // Allocates `len` bytes aligned to 4 KiB (2 MiB hugepages when `try_huge` and available).
   // Returns nullptr on failure (errno set).

@@ -144,6 +144,22 @@ class PduReceiver {
   int DirectIov(struct iovec* out, int max);
   bool Advance(size_t n);
   bool in_data() const { return state_ == State::kData || state_ == State::kDdgst; }
+  // Bytes still to come before the PDU in progress reaches its data (or its end, when it has
+  // none): the rest of the common header at the start of a PDU (its length is not known yet),
+  // else the rest of the header, its digest and the padding. 0 in the data phase. A caller
+  // that wants the data read in place reads exactly this much, then DirectIov().
+  uint32_t header_remaining() const {
+    switch (state_) {
+      case State::kCh:
+        return 8 - hdr_have_;
+      case State::kHeader:
+        return hdr_need_ - hdr_have_ + pad_left_;
+      case State::kPad:
+        return pad_left_;
+      default:
+        return 0;
+    }
+  }
   uint32_t data_remaining() const { return data_len_ - data_done_; }
 
   bool failed() const { return state_ == State::kFailed; }
