@@ -21,14 +21,11 @@
  * "Total" line) and the ratios builtin/SPDK (IOPS: higher is better; latency: lower is better).
  * Any I/O error reported by perf fails the run.
  */
-import { execFileSync, spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import * as net from 'node:net';
-import { RpcClient } from '../lib/rpc';
 import { findSpdkBinary } from '../test/helpers/spdk-install';
-import { arg, median, pinToCore0 } from './common';
+import { arg, benchChildren, BenchTarget, median, pinToCore0, startBenchTarget } from './common';
 
 const NQN = 'nqn.2016-06.io.spdk:bench1';
 const BLOCK = 4096;
@@ -59,86 +56,12 @@ interface Sample {
   avgUs: number;
 }
 
-interface Target {
-  proc: ChildProcess;
-  port: number;
-  stop(): Promise<void>;
-}
+type Target = BenchTarget;
 
-const children = new Set<ChildProcess>();
+const children = benchChildren;
 
-/** A TCP port nobody listens on now (bind 127.0.0.1:0, read, close). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts `argv` under `taskset -c 1`, waits for its JSON-RPC socket, and configures the export. */
-async function startTarget(side: Side, nvmfTgt: string): Promise<Target> {
-  const socket = path.join(os.tmpdir(), `spdk-node-bench-nvmf-${side}-${process.pid}.sock`);
-  fs.rmSync(socket, { force: true });
-  const argv =
-    side === 'builtin'
-      ? [process.execPath, path.join(__dirname, '..', 'lib', 'cli', 'main.js'), 'target', '--engine', 'builtin', '--cores', '1', '--polling', '--no-default-bdev', '--rpc-socket', socket]
-      : // -u: no PCI probing (Debian's DPDK would probe the VM's NIC); no lock file, so another
-        // SPDK app on this machine holding core 1's lock does not stop the benchmark.
-        [nvmfTgt, '--no-huge', '-s', '1024', '-m', '0x2', '-u', '--disable-cpumask-locks', '-r', socket];
-  // Output to a file, not a pipe: perf runs synchronously, and a full pipe would stall the target.
-  const logPath = `${socket}.log`;
-  const logFd = fs.openSync(logPath, 'w');
-  const proc = spawn('taskset', ['-c', '1', ...argv], { stdio: ['ignore', logFd, logFd] });
-  fs.closeSync(logFd);
-  children.add(proc);
-  const log = (): string => fs.readFileSync(logPath, 'utf8');
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    }
-    children.delete(proc);
-    fs.rmSync(socket, { force: true });
-    fs.rmSync(logPath, { force: true });
-  };
-  const deadline = Date.now() + 30000;
-  let client: RpcClient | undefined;
-  while (!client) {
-    if (proc.exitCode !== null) throw new Error(`${side} target exited early (${proc.exitCode}):\n${log()}`);
-    try {
-      const c = await RpcClient.connect(socket);
-      await c.call('spdk_get_version');
-      client = c;
-    } catch {
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error(`${side} target did not answer on ${socket} within 30 s:\n${log()}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  const port = await freePort();
-  try {
-    await client.call('bdev_malloc_create', { name: 'Malloc0', num_blocks: BDEV_BYTES / BLOCK, block_size: BLOCK });
-    await client.call('nvmf_create_transport', { trtype: 'TCP' });
-    await client.call('nvmf_create_subsystem', { nqn: NQN, allow_any_host: true, serial_number: 'BENCH0000000001', model_number: 'nvmf-target bench' });
-    await client.call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'Malloc0' } });
-    await client.call('nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
-  } catch (e) {
-    await client.close();
-    const text = log();
-    await stop();
-    throw new Error(`${side} target: configuration failed: ${(e as Error).message}\n${text}`);
-  }
-  await client.close();
-  return { proc, port, stop };
+function startTarget(side: Side, nvmfTgt: string): Promise<Target> {
+  return startBenchTarget({ side, nvmfTgt, tag: 'nvmf', nqn: NQN, serialNumber: 'BENCH0000000001', modelNumber: 'nvmf-target bench', bdevBytes: BDEV_BYTES, blockSize: BLOCK });
 }
 
 /**
