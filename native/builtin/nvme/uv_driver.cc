@@ -29,9 +29,22 @@ UvQpairDriver* UvQpairDriver::Create(uv_loop_t* loop, HostQpair* qp, std::functi
 
 void UvQpairDriver::Update() {
   if (closing_) return;
+  const bool live = !qp_->failed() && qp_->fd() >= 0;
+  // Spinning starts when there is work and goes on until spin_limit_us pass without progress,
+  // outstanding commands or not (so a queue pair at depth 1 stays out of epoll between commands,
+  // and one waiting on a slow command stops burning the core).
+  bool spin = false;
+  if (spin_ && live) {
+    if (idle_on_)
+      spin = NowNs() / 1000 - last_progress_us_ <= spin_limit_us_;
+    else
+      spin = qp_->outstanding() > 0 || qp_->has_unsent();
+  }
   int want = 0;
-  if (!qp_->failed() && qp_->fd() >= 0) {
-    want = UV_READABLE;
+  if (live) {
+    // While spinning the idle callback reads the socket itself: out of epoll, a target's send
+    // does not run epoll's wake-up callback for every PDU (SPDK's host polls the same way).
+    if (!spin) want = UV_READABLE;
     if (qp_->want_write()) want |= UV_WRITABLE;
   }
   if (poll_.data != nullptr && want != events_) {
@@ -41,7 +54,6 @@ void UvQpairDriver::Update() {
       uv_poll_start(&poll_, want, OnPoll);
     events_ = want;
   }
-  const bool spin = spin_ && !qp_->failed() && (qp_->outstanding() > 0 || qp_->has_unsent());
   if (spin && !idle_on_) {
     last_progress_us_ = NowNs() / 1000;
     uv_idle_start(&idle_, OnIdle);
@@ -71,12 +83,7 @@ void UvQpairDriver::OnPoll(uv_poll_t* h, int, int) {
 void UvQpairDriver::OnIdle(uv_idle_t* h) {
   UvQpairDriver* d = static_cast<UvQpairDriver*>(h->data);
   if (d->closing_) return;
-  // The work happens in OnPoll: with this handle active, libuv's poll phase does not block and
-  // reports the socket as soon as it is readable. Here: stop spinning when nothing moves.
-  if (NowNs() / 1000 - d->last_progress_us_ > d->spin_limit_us_) {
-    uv_idle_stop(&d->idle_);
-    d->idle_on_ = false;
-  }
+  d->Run();
 }
 
 void UvQpairDriver::Close() {
