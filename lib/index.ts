@@ -31,3 +31,5 @@ export type {
   NvmeStatusCode,
   ControllerCap,
 } from './nvme';
+export { setupStatus, setupHugepages, setupBind, setupUnbind, setupReset } from './setup';
+export type { SetupOptions, SetupStatus, NvmeDeviceStatus, HugepagesResult, BindOptions, BindResult, UnbindResult, ResetResult } from './setup';

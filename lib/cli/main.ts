@@ -9,12 +9,18 @@
  * (SPDK's default /var/tmp/spdk.sock), so SPDK's scripts/rpc.py drives it unchanged. With no
  * configuration it creates one malloc bdev (Malloc0, 64 MiB, 4 KiB blocks) and exports it over
  * NVMe/TCP as nqn.2016-06.io.spdk:cnode1 on 127.0.0.1:4420. SIGINT/SIGTERM stop it cleanly.
+ *
+ *   spdk-node setup [--status] [--hugepages N | --hugemem MIB] [--bind BDF] [--unbind BDF] [--reset]
+ *
+ * `setup` prepares the machine for SPDK (hugepages, NVMe devices on vfio-pci/uio_pci_generic):
+ * lib/cli/setup.ts, docs/setup.md.
  */
 import { Spdk } from '../spdk';
 import { SpdkError } from '../errors';
 import type { EngineChoice } from '../engine/load';
 import { parseHostPort, RpcHttpEndpointOptions, RpcHttpServer } from '../rpc/http';
 import { perf, perfUsage } from './perf';
+import { setup } from './setup';
 
 interface TargetArgs {
   rpcSocket: string;
@@ -31,6 +37,7 @@ interface TargetArgs {
 
 const usage = `usage: spdk-node target [options]
        spdk-node perf -q DEPTH -o BYTES -w PATTERN -t SECONDS -r TRID [options]   (--help for its options)
+       spdk-node setup [--status] [--hugepages N] [--bind BDF] [--unbind BDF] [--reset] ...   (--help for its options)
 
 spdk-node target options:
   --rpc-socket PATH   JSON-RPC Unix socket (default /var/tmp/spdk.sock)
@@ -256,6 +263,9 @@ async function main(argv: string[]): Promise<void> {
         }
         throw e;
       }
+      break;
+    case 'setup':
+      process.exitCode = await setup(rest);
       break;
     case undefined:
     case '--help':
