@@ -42,6 +42,24 @@ describe('binding', () => {
     }
   });
 
+  it('the SPDK probe links only supported SPDK releases and says why otherwise', () => {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const probe = require(path.resolve(__dirname, '..', '..', 'spdk', 'probe.js')) as { supported(v: string): boolean; SUPPORTED: { min: string; max: string } };
+    expect(probe.SUPPORTED).to.deep.equal({ min: '25.05', max: '25.09' });
+    expect(['25.05.0', '25.09.0', '25.09.1'].map(probe.supported)).to.deep.equal([true, true, true]);
+    expect(['24.09.0', '25.01.0', '26.01.0', '25.10.0'].map(probe.supported)).to.deep.equal([false, false, false, false]);
+    const root = path.resolve(__dirname, '..', '..');
+    const report = execFileSync(process.execPath, ['spdk/probe.js', '--report'], { cwd: root, env: { ...process.env, SPDK_NODE_NO_LIBSPDK: '1' } }).toString();
+    expect(report).to.match(/libspdk engine not built: SPDK_NODE_NO_LIBSPDK=1\. The builtin engine is built and used\./);
+    let failed = false;
+    try {
+      execFileSync(process.execPath, ['spdk/probe.js', '--report'], { cwd: root, stdio: 'pipe', env: { ...process.env, SPDK_NODE_NO_LIBSPDK: '1', SPDK_NODE_REQUIRE_LIBSPDK: '1' } });
+    } catch (e) {
+      failed = /cannot be built: SPDK_NODE_NO_LIBSPDK=1/.test(String((e as { stderr: Buffer }).stderr));
+    }
+    expect(failed).to.equal(true);
+  });
+
   it('rejects bad start options before starting anything', async () => {
     for (const cores of [[], [-1], [0, 0], [1.5]] as number[][]) {
       try {

@@ -341,6 +341,28 @@ describe('libspdk engine (SPDK in child processes)', function () {
       savedConfig = cfg;
     });
 
+    it('lib/provision on spdk.rpc: a volume, a snapshot, a volume from it, an NVMe/TCP export', async () => {
+      const port = await freePort();
+      const r = (await c.run(`
+        const { Provisioner } = require(${JSON.stringify(path.join(__dirname, '..', 'lib'))});
+        await spdk.rpc.call('bdev_malloc_create', { name: 'Malloc2', num_blocks: 16384, block_size: 4096 });
+        await spdk.rpc.call('bdev_lvol_create_lvstore', { bdev_name: 'Malloc2', lvs_name: 'pool1', cluster_sz: 1048576 });
+        const p = await Provisioner.start({ owner: 'test', nodes: [{ name: 'local', rpc: spdk.rpc, pools: ['pool1'], listen: [{ traddr: '127.0.0.1', trsvcid: ${port} }] }] });
+        try {
+          const v = await p.createVolume({ name: 'pvc-a', sizeBytes: 8 * 1048576 });
+          const again = await p.createVolume({ name: 'pvc-a', sizeBytes: 8 * 1048576 });
+          const s = await p.createSnapshot({ name: 'snap-a', volumeId: v.id });
+          const w = await p.createVolume({ name: 'pvc-b', sizeBytes: 8 * 1048576, source: { snapshotId: s.id } });
+          const e = await p.exportVolume(w.id);
+          const subs = (await spdk.rpc.call('nvmf_get_subsystems')).map((x) => x.nqn);
+          return { same: again.id === v.id, pool: v.pool, source: w.source, nqn: e.nqn, exported: subs.includes(e.nqn), port: e.addresses[0].trsvcid };
+        } finally { await p.close(); }
+      `)) as Record<string, unknown>;
+      expect(r).to.deep.include({ same: true, pool: 'pool1', exported: true });
+      expect(r.source).to.have.property('snapshotId');
+      expect(String(r.port)).to.equal(String(port));
+    });
+
     it('stop() frees the buffers JavaScript still holds: they read as freed', async () => {
       // Runs last in this process; the child's stop happens in `after`, so stop a second Spdk
       // view is impossible: check the buffer after stopping through the child's own spdk.
