@@ -65,7 +65,7 @@ export class LibspdkBackend implements EngineBackend {
   private readonly exitHook = (): void => {
     // process.exit() or the end of the loop with SPDK running: stop it before exit() runs
     // DPDK's destructors under running reactors.
-    this.app.stopSync(EXIT_STOP_MS);
+    if (this.app.stopSync(EXIT_STOP_MS)) this.cleanup();
   };
 
   private constructor(
