@@ -19,6 +19,7 @@
       "sources": [
         "native/common/napi_util.cc",
         "native/common/dma_buffer.cc",
+        "native/common/buffer_table.cc",
         "native/common/huge_map.cc",
         "native/builtin/reactor/reactor.cc",
         "native/builtin/reactor/uv_reactor.cc",
@@ -56,7 +57,15 @@
       "targets": [
         {
           "target_name": "spdk_libspdk",
-          "sources": ["native/libspdk/addon.cc", "native/common/napi_util.cc"],
+          "sources": [
+            "native/common/napi_util.cc",
+            "native/common/dma_buffer.cc",
+            "native/common/buffer_table.cc",
+            "native/libspdk/log.cc",
+            "native/libspdk/app.cc",
+            "native/libspdk/js_app.cc",
+            "native/libspdk/addon.cc"
+          ],
           "cflags_cc": ["<!@(node spdk/probe.js --cflags)"],
           "libraries": ["<!@(node spdk/probe.js --libs)"]
         }

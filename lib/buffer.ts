@@ -1,5 +1,5 @@
 import { SpdkError } from './errors';
-import type { NativeEngine } from './engine/native';
+import type { NativeBufferOwner } from './engine/native';
 
 const kEngine = Symbol('spdk-node.engine');
 
@@ -25,11 +25,11 @@ export class SpdkBuffer {
   readonly length: number;
   /** Backed by 2 MiB hugepages. */
   readonly hugepage: boolean;
-  private readonly [kEngine]: NativeEngine;
+  private readonly [kEngine]: NativeBufferOwner;
   private view: Uint8Array | undefined;
 
   /** @internal */
-  constructor(engine: NativeEngine, length: number) {
+  constructor(engine: NativeBufferOwner, length: number) {
     const r = engine.allocBuffer(length);
     this[kEngine] = engine;
     this.id = r.id;

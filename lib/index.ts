@@ -1,5 +1,6 @@
 export { Spdk, RpcApi, BdevApi } from './spdk';
 export type { SpdkOptions } from './spdk';
+export type { SpdkLogLevel } from './engine/libspdk';
 export { SpdkBuffer } from './buffer';
 export { BdevHandle } from './bdev/bdev';
 export type { IoRange, QueueOptions } from './bdev/bdev';

@@ -505,7 +505,7 @@ describe('spdk-node target: the default NVMe/TCP export (what npm start runs)', 
     const port = await freePort();
     const sock = uniqueSocketPath('cli-nvmf');
     const main = path.join(__dirname, '..', 'lib', 'cli', 'main.js');
-    const child = spawn(process.execPath, [main, 'target', '--rpc-socket', sock, '--nvmf', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [main, 'target', '--engine', 'builtin', '--rpc-socket', sock, '--nvmf', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));

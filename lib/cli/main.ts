@@ -33,6 +33,10 @@ interface TargetArgs {
   /** The HTTP endpoint (--http and friends), when asked for. */
   http?: RpcHttpEndpointOptions;
   config?: string;
+  /** libspdk: --no-huge, -s (MiB), PCI probing. */
+  noHuge?: boolean;
+  memoryMiB?: number;
+  pci?: boolean;
 }
 
 const usage = `usage: spdk-node target [options]
@@ -43,7 +47,10 @@ spdk-node target options:
   --rpc-socket PATH   JSON-RPC Unix socket (default /var/tmp/spdk.sock)
   --cores LIST        reactor cores, e.g. 0 or 0,1 (default 0)
   --engine NAME       auto | builtin | libspdk (default auto)
-  --polling           busy-poll reactors (benchmarks); default sleeps when idle
+  --polling           busy-poll reactors (benchmarks); default sleeps when idle (builtin)
+  --no-huge           libspdk: run SPDK without hugepages (default: when there are none free)
+  --mem-size MIB, -s  libspdk: SPDK's memory in MiB (default 1024 with --no-huge)
+  --pci               libspdk: let DPDK probe PCI devices (NVMe SSDs); default --no-pci
   --no-default-bdev   do not create Malloc0 (nor its NVMe/TCP export)
   --nvmf HOST:PORT    where the default export of Malloc0 (nqn.2016-06.io.spdk:cnode1) listens
                       (default 127.0.0.1:4420)
@@ -92,6 +99,20 @@ export function parseTargetArgs(argv: string[]): TargetArgs {
       }
       case '--polling':
         a.polling = true;
+        break;
+      case '--no-huge':
+        a.noHuge = true;
+        break;
+      case '--mem-size':
+      case '-s': {
+        const v = value();
+        const n = Number(v);
+        if (!Number.isSafeInteger(n) || n < 1) throw new SpdkError(`invalid --mem-size '${v}' (MiB)`, { code: 'ERR_USAGE' });
+        a.memoryMiB = n;
+        break;
+      }
+      case '--pci':
+        a.pci = true;
         break;
       case '--nvmf':
         a.nvmf = value();
@@ -181,7 +202,16 @@ function httpArgs(h: Partial<Record<HttpFlag, string>>): RpcHttpEndpointOptions 
 
 async function target(argv: string[]): Promise<void> {
   const args = parseTargetArgs(argv);
-  const spdk = await Spdk.start({ engine: args.engine, cores: args.cores, polling: args.polling, rpcSocket: args.rpcSocket, config: args.config });
+  const spdk = await Spdk.start({
+    engine: args.engine,
+    cores: args.cores,
+    polling: args.polling,
+    rpcSocket: args.rpcSocket,
+    config: args.config,
+    noHuge: args.noHuge,
+    memoryMiB: args.memoryMiB,
+    pci: args.pci,
+  });
   log(`engine ${spdk.engine} (${spdk.engineReason}), reactors on cores ${spdk.cores.join(',')}${args.polling ? ', polling' : ''}`);
   if (args.defaultBdev) {
     await spdk.rpc.call('bdev_malloc_create', { name: 'Malloc0', num_blocks: 16384, block_size: 4096 });

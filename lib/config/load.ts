@@ -58,7 +58,7 @@ function describe(v: unknown): string {
 }
 
 /** Checks the shape of the whole config before anything is applied. */
-function validate(config: unknown): SpdkJsonConfig {
+export function validateConfig(config: unknown): SpdkJsonConfig {
   if (config === null || typeof config !== 'object' || Array.isArray(config)) throw configError(`the config must be a JSON object, not ${describe(config)}`);
   const subsystems = (config as { subsystems?: unknown }).subsystems;
   if (!Array.isArray(subsystems)) throw configError(`"subsystems" must be an array, not ${describe(subsystems)}`);
@@ -100,7 +100,7 @@ export interface LoadOptions {
  */
 export async function applyConfig(dispatcher: Dispatcher, config: unknown, opts: LoadOptions = {}): Promise<void> {
   const warn = opts.warn ?? ((l: string) => console.warn(l));
-  const cfg = validate(config);
+  const cfg = validateConfig(config);
   const plan: Array<{ subsystem: string; index: number; entry: ConfigEntry }> = [];
   for (const s of cfg.subsystems) {
     (s.config ?? []).forEach((entry, index) => {

@@ -281,3 +281,53 @@ export interface BuiltinAddon {
   ) => NativeNvmeQpair;
   nvmeConstants: NativeNvmeConstants;
 }
+
+/** What both engines' addons hand out as I/O memory (native/common/buffer_table.h). */
+export interface NativeBufferOwner {
+  allocBuffer(len: number): { id: number; buffer: ArrayBuffer; hugepage: boolean };
+  freeBuffer(id: number): void;
+  bufferInfo(id: number): { inFlight: number; hugepage: boolean } | null;
+}
+
+/** The options native/libspdk/js_app.cc reads; TypeScript validated and defaulted each. */
+export interface NativeAppStartOptions {
+  /** SPDK's -m: the reactor cores, e.g. "[0,1]". */
+  reactorMask: string;
+  /** SPDK's -s in MiB; -1 = DPDK's default. */
+  memSizeMiB: number;
+  noHuge: boolean;
+  noPci: boolean;
+  /** The Unix socket SPDK's JSON-RPC server listens on. */
+  rpcAddr: string;
+  /** SPDK JSON config text ('' = none). */
+  json: string;
+  /** spdk_log_level: -1 none, 0 error, 1 warning, 2 notice, 3 info, 4 debug. */
+  printLevel: number;
+  interruptMode: boolean;
+}
+
+/** SPDK's application framework on its own native thread (native/libspdk/js_app.h). */
+export interface NativeApp extends NativeBufferOwner {
+  /**
+   * Starts SPDK (once per process). Resolves once SPDK's start callback ran; rejects with an
+   * SpdkError (code ERR_SPDK_START, SPDK's error lines in the message) when spdk_app_start
+   * fails, after its thread is gone. Throws ERR_SPDK_ENV_ONCE when SPDK already ran here.
+   * `onExit` is called if SPDK stops by itself later.
+   */
+  start(opts: NativeAppStartOptions, onExit: (rc: number, errors: string) => void): Promise<void>;
+  /** Frees every buffer, stops SPDK, joins its thread (spdk_app_fini ran). */
+  stop(): Promise<void>;
+  /** Process exit: stop and wait up to timeoutMs on the JS thread. True when SPDK is gone. */
+  stopSync(timeoutMs: number): boolean;
+  ref(): void;
+  unref(): void;
+  state(): 'never' | 'starting' | 'running' | 'stopping' | 'exited';
+}
+
+export interface LibspdkAddon {
+  engine: 'libspdk';
+  /** The SPDK the addon was built against, e.g. "SPDK v25.09". */
+  spdkVersion: string;
+  setErrorClass(cls: Function): void;
+  App: new () => NativeApp;
+}

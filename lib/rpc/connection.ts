@@ -1,5 +1,5 @@
 import type * as net from 'node:net';
-import type { Dispatcher, JsonRpcResponse } from './dispatcher';
+import type { JsonRpcResponse, RpcTarget } from './dispatcher';
 import { JSONRPC_ERROR_INTERNAL_ERROR, JSONRPC_ERROR_PARSE_ERROR } from './errors';
 import { scanJsonValue } from './json-parse';
 import { writeJson } from './json-write';
@@ -43,7 +43,7 @@ export class RpcConnection {
 
   constructor(
     private readonly socket: net.Socket,
-    private readonly dispatcher: Dispatcher,
+    private readonly dispatcher: RpcTarget,
     private readonly maxRequestSize = SPDK_JSONRPC_RECV_BUF_SIZE,
   ) {
     socket.on('data', (chunk: Buffer) => this.receive(chunk));

@@ -26,9 +26,22 @@ export type JsonRpcResponse =
   | { jsonrpc: '2.0'; id: JsonRpcId; result: unknown }
   | { jsonrpc: '2.0'; id: JsonRpcId; error: JsonRpcErrorObject };
 
+/**
+ * Where JSON-RPC requests go: the builtin engine's {@link Dispatcher} (the methods implemented in
+ * TypeScript) or, on the libspdk engine, an RpcForwarder to SPDK's own JSON-RPC server. The
+ * Unix-socket server, the HTTP endpoint and `spdk.rpc` are written against this only.
+ */
+export interface RpcTarget {
+  /** Calls a method; resolves with its result or rejects with a JsonRpcError. */
+  call(method: string, params?: unknown, ctx?: Partial<RpcContext>): Promise<unknown>;
+  /** Handles one parsed request and returns the response to send (null: none). */
+  dispatch(request: unknown, ctx?: Partial<RpcContext>): Promise<JsonRpcResponse | null>;
+}
+
 /** What a handler learns about the call besides its params. */
 export interface RpcContext {
-  readonly dispatcher: Dispatcher;
+  /** The dispatcher running the handler (absent for calls forwarded to SPDK). */
+  readonly dispatcher?: Dispatcher;
   /** Where the request came from: 'unix', 'http', 'internal', ... */
   readonly transport: string;
   /** Aborted when the caller has gone (its connection closed); long waits should stop then. */
@@ -77,7 +90,7 @@ const ALREADY_INITIALIZED =
  * lib/jsonrpc/jsonrpc_server.c, v25.09), independent of the transport: the Unix-socket server and
  * the HTTP endpoint both hand parsed requests to {@link Dispatcher.dispatch}.
  */
-export class Dispatcher {
+export class Dispatcher implements RpcTarget {
   // Newest first: SPDK inserts at the head of its method list, and rpc_get_methods walks it.
   private readonly methods: MethodEntry[] = [];
   private readonly byName = new Map<string, MethodEntry>();
@@ -208,32 +221,41 @@ export class Dispatcher {
    *   an error is always answered, with id null when there was none, as SPDK does.
    */
   async dispatch(request: unknown, ctx: Partial<RpcContext> = {}): Promise<JsonRpcResponse | null> {
-    const envelope = tryDecodeObject(request, ENVELOPE);
-    if (envelope === undefined) return errorResponse(null, invalidRequest());
-    if (envelope.jsonrpc !== undefined && envelope.jsonrpc !== '2.0') return errorResponse(null, invalidRequest());
-    if (typeof envelope.method !== 'string') return errorResponse(null, invalidRequest());
-    let id: JsonRpcId | undefined;
-    if ('id' in envelope) {
-      const raw = envelope.id;
-      if (raw !== null && typeof raw !== 'string' && typeof raw !== 'number') {
-        return errorResponse(null, invalidRequest());
-      }
-      id = raw;
-    }
-    const params = envelope.params;
-    if (params !== undefined && params !== null && typeof params !== 'object') {
-      return errorResponse(id ?? null, invalidRequest());
-    }
-
-    let result: unknown;
-    try {
-      result = await this.call(envelope.method, params, ctx);
-    } catch (err) {
-      return errorResponse(id ?? null, toJsonRpcError(err));
-    }
-    if (id === undefined || id === null) return null;
-    return { jsonrpc: '2.0', id, result };
+    return dispatchRequest(this, request, ctx);
   }
+}
+
+/**
+ * One request's envelope checks and response, as {@link Dispatcher.dispatch} documents them, for
+ * any RpcTarget's `call` (the RpcForwarder uses it too, so both engines answer a malformed
+ * request alike).
+ */
+export async function dispatchRequest(target: Pick<RpcTarget, 'call'>, request: unknown, ctx: Partial<RpcContext>): Promise<JsonRpcResponse | null> {
+  const envelope = tryDecodeObject(request, ENVELOPE);
+  if (envelope === undefined) return errorResponse(null, invalidRequest());
+  if (envelope.jsonrpc !== undefined && envelope.jsonrpc !== '2.0') return errorResponse(null, invalidRequest());
+  if (typeof envelope.method !== 'string') return errorResponse(null, invalidRequest());
+  let id: JsonRpcId | undefined;
+  if ('id' in envelope) {
+    const raw = envelope.id;
+    if (raw !== null && typeof raw !== 'string' && typeof raw !== 'number') {
+      return errorResponse(null, invalidRequest());
+    }
+    id = raw;
+  }
+  const params = envelope.params;
+  if (params !== undefined && params !== null && typeof params !== 'object') {
+    return errorResponse(id ?? null, invalidRequest());
+  }
+
+  let result: unknown;
+  try {
+    result = await target.call(envelope.method, params, ctx);
+  } catch (err) {
+    return errorResponse(id ?? null, toJsonRpcError(err));
+  }
+  if (id === undefined || id === null) return null;
+  return { jsonrpc: '2.0', id, result };
 }
 
 function invalidRequest(): JsonRpcError {

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type * as net from 'node:net';
 import { SpdkError } from '../errors';
 import { SPDK_JSONRPC_MAX_VALUES } from './connection';
-import type { Dispatcher, JsonRpcResponse, RpcContext } from './dispatcher';
+import type { JsonRpcResponse, RpcContext, RpcTarget } from './dispatcher';
 import { JSONRPC_ERROR_INTERNAL_ERROR, JSONRPC_ERROR_PARSE_ERROR } from './errors';
 import { scanJsonValue } from './json-parse';
 import { writeJson } from './json-write';
@@ -74,7 +74,8 @@ interface Principal {
 /**
  * SPDK's JSON-RPC over HTTP, the protocol of SPDK's `scripts/rpc_http_proxy.py` (v25.09), which
  * is what OpenStack Cinder's SPDK driver and spdk-csi speak. Requests go to the same
- * {@link Dispatcher} as the Unix socket, in-process (no proxy hop).
+ * {@link RpcTarget} as the Unix socket, in-process (no proxy hop on the builtin engine; on libspdk, the
+ * calls go to SPDK's own server over its socket).
  *
  * As the proxy does:
  * - POST on any path carries one JSON-RPC request (the body). HTTP Basic auth must match a
@@ -112,7 +113,7 @@ export class RpcHttpServer {
   private readonly sockets = new Set<net.Socket>();
 
   constructor(
-    readonly dispatcher: Dispatcher,
+    readonly dispatcher: RpcTarget,
     opts: RpcHttpServerOptions,
   ) {
     this.principals = checkCredentials(opts.credentials);
@@ -336,7 +337,7 @@ export interface RpcHttpEndpointOptions {
  * // ... later, before spdk.stop():
  * await http.close();
  */
-export async function serveRpcHttp(dispatcher: Dispatcher, opts: RpcHttpEndpointOptions): Promise<RpcHttpServer> {
+export async function serveRpcHttp(dispatcher: RpcTarget, opts: RpcHttpEndpointOptions): Promise<RpcHttpServer> {
   const { host, port } = typeof opts.listen === 'string' ? parseHostPort(opts.listen) : opts.listen;
   const credentials: HttpCredential[] = [];
   if (opts.user !== undefined) {

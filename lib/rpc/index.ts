@@ -27,6 +27,8 @@ export {
   RpcContext,
   RpcHandler,
   RpcState,
+  RpcTarget,
+  dispatchRequest,
   SPDK_RPC_RUNTIME,
   SPDK_RPC_STARTUP,
 } from './dispatcher';
@@ -35,6 +37,7 @@ export { writeJson } from './json-write';
 export { SPDK_JSONRPC_MAX_VALUES, SPDK_JSONRPC_RECV_BUF_SIZE } from './connection';
 export { RpcServer, RpcServerOptions } from './server';
 export { RpcClient, RpcClientOptions } from './client';
+export { RpcForwarder } from './forwarder';
 export { RpcHttpServer, serveRpcHttp } from './http';
 export type { HttpRpcContext } from './http';
 export { registerCoreMethods, CoreMethodOptions, spdkVersion, SPDK_REFERENCE_VERSION } from './methods/core';

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { SpdkError } from '../errors';
 import { RpcConnection, SPDK_JSONRPC_RECV_BUF_SIZE } from './connection';
-import type { Dispatcher } from './dispatcher';
+import type { RpcTarget } from './dispatcher';
 
 const EADDRINUSE = 98;
 const EINVAL = 22;
@@ -34,7 +34,7 @@ export class RpcServer {
   private readonly maxRequestSize: number;
 
   constructor(
-    readonly dispatcher: Dispatcher,
+    readonly dispatcher: RpcTarget,
     opts: RpcServerOptions = {},
   ) {
     this.maxRequestSize = opts.maxRequestSize ?? SPDK_JSONRPC_RECV_BUF_SIZE;

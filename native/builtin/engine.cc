@@ -18,18 +18,6 @@ namespace spdk_node {
 
 namespace {
 
-constexpr double kGenScale = 16777216.0;  // buffer id = generation * 2^24 + table index
-
-void FinalizeBuffer(napi_env env, void* /*data*/, void* hint) {
-  DmaBuffer* b = static_cast<DmaBuffer*>(hint);
-  const size_t len = b->len;
-  if (b->ReleaseOwner()) {
-    int64_t ignored;
-    napi_adjust_external_memory(env, -static_cast<int64_t>(len), &ignored);
-  }
-  b->Finalize();
-}
-
 // Joins reactor threads off the JS thread so stop() never blocks the event loop.
 class JoinWorker : public Napi::AsyncWorker {
  public:
@@ -436,17 +424,7 @@ Napi::Value JsEngine::TakeRecordLog(const Napi::CallbackInfo& info) {
   return out;
 }
 
-DmaBuffer* JsEngine::LookupBuffer(double id) const {
-  if (!(id >= 0) || std::floor(id) != id) return nullptr;
-  const uint64_t v = static_cast<uint64_t>(id);
-  const uint32_t index = static_cast<uint32_t>(v & 0xffffff);
-  const uint32_t gen = static_cast<uint32_t>(v >> 24);
-  if (index >= buffers_.size()) return nullptr;
-  const BufEntry& e = buffers_[index];
-  if (e.buf == nullptr || e.gen != gen || e.buf->owner_released.load(std::memory_order_acquire))
-    return nullptr;
-  return e.buf;
-}
+DmaBuffer* JsEngine::LookupBuffer(double id) const { return buffers_.Lookup(id); }
 
 // allocBuffer(len) -> { id, buffer: ArrayBuffer, hugepage }
 Napi::Value JsEngine::AllocBuffer(const Napi::CallbackInfo& info) {
@@ -458,96 +436,17 @@ Napi::Value JsEngine::AllocBuffer(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, "buffer size must be an integer between 1 byte and 1 TiB", EINVAL, op);
   DmaBuffer* b = DmaBuffer::Allocate(static_cast<size_t>(len), try_huge_);
   if (b == nullptr) ThrowSpdkError(env, ErrnoText(errno), errno ? errno : ENOMEM, op);
-
-  // Reuse a slot: first the free list, then slots whose ArrayBuffer was collected.
-  uint32_t index;
-  if (free_buffer_slots_.empty()) {
-    for (uint32_t i = 0; i < buffers_.size(); i++) {
-      if (buffers_[i].buf != nullptr && buffers_[i].buf->owner_released.load()) ReleaseBufferEntry(env, i, false);
-    }
-  }
-  if (!free_buffer_slots_.empty()) {
-    index = free_buffer_slots_.back();
-    free_buffer_slots_.pop_back();
-  } else {
-    if (buffers_.size() >= 0xffffff) {
-      b->ReleaseOwner();
-      b->Finalize();
-      ThrowSpdkError(env, "too many live buffers", ENOMEM, op);
-    }
-    index = static_cast<uint32_t>(buffers_.size());
-    buffers_.emplace_back();
-  }
-  BufEntry& e = buffers_[index];
-  e.gen = (e.gen + 1) & 0x1fffffff;
-  e.buf = b;
-  b->obj_refs.fetch_add(1);  // the table's reference; dropped by ReleaseBufferEntry
-
-  napi_value ab;
-  napi_status st = napi_create_external_arraybuffer(env, b->data, b->len, FinalizeBuffer, b, &ab);
-  if (st != napi_ok) {
-    ReleaseBufferEntry(env, index, false);
-    b->ReleaseOwner();
-    b->Finalize();
-    ThrowSpdkError(env, "cannot create an external ArrayBuffer", ENOMEM, op);
-  }
-  napi_create_reference(env, ab, 0, &e.ab_ref);
-  int64_t ignored;
-  napi_adjust_external_memory(env, static_cast<int64_t>(b->len), &ignored);
-
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("id", Napi::Number::New(env, static_cast<double>(e.gen) * kGenScale + index));
-  out.Set("buffer", Napi::Value(env, ab));
-  out.Set("hugepage", Napi::Boolean::New(env, b->hugepage));
-  return out;
-}
-
-void JsEngine::ReleaseBufferEntry(Napi::Env env, uint32_t index, bool detach) {
-  BufEntry& e = buffers_[index];
-  if (e.buf == nullptr) return;
-  if (e.ab_ref != nullptr) {
-    if (detach) {
-      napi_value ab = nullptr;
-      napi_get_reference_value(env, e.ab_ref, &ab);
-      // Detach before the memory goes, so JS views become empty instead of dangling.
-      if (ab != nullptr) napi_detach_arraybuffer(env, ab);
-    }
-    napi_delete_reference(env, e.ab_ref);
-    e.ab_ref = nullptr;
-  }
-  DmaBuffer* b = e.buf;
-  e.buf = nullptr;
-  free_buffer_slots_.push_back(index);
-  const size_t len = b->len;
-  if (b->ReleaseOwner()) {
-    int64_t ignored;
-    napi_adjust_external_memory(env, -static_cast<int64_t>(len), &ignored);
-  }
-  // Drop the table's reference (the struct stays for the ArrayBuffer's finalizer).
-  if (b->obj_refs.fetch_sub(1) == 1) delete b;
+  return buffers_.Add(env, b, op);
 }
 
 // freeBuffer(id): EBUSY while I/O uses it; EBADF if already freed.
 Napi::Value JsEngine::FreeBuffer(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string op = "buffer.free";
-  double id = info[0].As<Napi::Number>().DoubleValue();
-  DmaBuffer* b = LookupBuffer(id);
-  if (b == nullptr) ThrowSpdkError(env, "buffer already freed", EBADF, op);
-  if (b->InFlight() > 0)
-    ThrowSpdkError(env, "buffer is in use by " + std::to_string(b->InFlight()) + " I/O(s)", EBUSY, op);
-  ReleaseBufferEntry(env, static_cast<uint32_t>(static_cast<uint64_t>(id) & 0xffffff), true);
-  return env.Undefined();
+  buffers_.Free(info.Env(), info[0].As<Napi::Number>().DoubleValue(), "buffer.free");
+  return info.Env().Undefined();
 }
 
 Napi::Value JsEngine::BufferInfo(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DmaBuffer* b = LookupBuffer(info[0].As<Napi::Number>().DoubleValue());
-  if (b == nullptr) return env.Null();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("inFlight", Napi::Number::New(env, b->InFlight()));
-  o.Set("hugepage", Napi::Boolean::New(env, b->hugepage));
-  return o;
+  return buffers_.Info(info.Env(), info[0].As<Napi::Number>().DoubleValue());
 }
 
 Napi::Value JsEngine::ReactorStats(const Napi::CallbackInfo& info) {
@@ -633,7 +532,7 @@ Napi::Value JsEngine::Stop(const Napi::CallbackInfo& info) {
 void JsEngine::FinishStop(Napi::Env env, std::shared_ptr<Napi::Promise::Deferred> deferred) {
   for (auto& r : reactors_) r->RequestStop();
   auto* worker = new JoinWorker(env, std::move(reactors_), [this](Napi::Env env) {
-    for (uint32_t i = 0; i < buffers_.size(); i++) ReleaseBufferEntry(env, i, true);
+    buffers_.ReleaseAll(env);
     if (lvol_) lvol_->Shutdown();
     for (Bdev* b : bdevs_) {
       b->MarkRemoved();

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/buffer_table.h"
 #include "../common/dma_buffer.h"
 #include "bdev/bdev.h"
 #include "reactor/reactor.h"
@@ -54,12 +55,6 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   void ForgetJsReady(JsIoQueue* q);
 
  private:
-  struct BufEntry {
-    DmaBuffer* buf = nullptr;
-    uint32_t gen = 0;
-    napi_ref ab_ref = nullptr;  // weak: lets stop() detach ArrayBuffers still reachable
-  };
-
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value CreateMallocBdev(const Napi::CallbackInfo& info);
@@ -119,7 +114,6 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   void FinishStop(Napi::Env env, std::shared_ptr<Napi::Promise::Deferred> deferred);
 
   Napi::Object DescribeBdev(Napi::Env env, Bdev* b) const;
-  void ReleaseBufferEntry(Napi::Env env, uint32_t index, bool detach);
   void AddBdev(Bdev* b);
   // Synchronous teardown for env cleanup (process exit without stop()).
   static void CleanupHook(void* arg);
@@ -139,8 +133,7 @@ class JsEngine : public Napi::ObjectWrap<JsEngine> {
   napi_async_context async_ctx_ = nullptr;  // for direct delivery (async hooks see one resource)
   std::vector<Bdev*> bdevs_;  // creation order; each holds one reference
   uint64_t bdev_removals_ = 0;  // bumped whenever a bdev leaves bdevs_
-  std::vector<BufEntry> buffers_;
-  std::vector<uint32_t> free_buffer_slots_;
+  BufferTable buffers_;
   bool try_huge_ = true;
   napi_env env_ = nullptr;
   bool cleanup_hook_added_ = false;

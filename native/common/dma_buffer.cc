@@ -52,7 +52,11 @@ void DmaBuffer::Finalize() {
 
 void DmaBuffer::DropMem() {
   if (mem_refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  munmap(data, map_len);
+  if (release != nullptr) {
+    release(data, map_len);
+  } else {
+    munmap(data, map_len);
+  }
   data = nullptr;
   DropObj();
 }

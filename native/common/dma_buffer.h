@@ -19,7 +19,11 @@ struct DmaBuffer {
   uint8_t* data = nullptr;
   size_t len = 0;
   size_t map_len = 0;     // bytes actually mapped (rounded up), for munmap
-  bool hugepage = false;  // backed by MAP_HUGETLB
+  bool hugepage = false;  // backed by MAP_HUGETLB (builtin) or hugepage env memory (libspdk)
+  // How the memory goes back when the last reference drops: nullptr = munmap(data, map_len)
+  // (Allocate's memory); the libspdk engine sets spdk_free. Called on whichever thread drops
+  // the last reference.
+  void (*release)(uint8_t* data, size_t map_len) = nullptr;
   std::atomic<int> mem_refs{1};
   std::atomic<int> obj_refs{2};
   std::atomic<bool> owner_released{false};

@@ -47,7 +47,7 @@ export class TargetProcess {
       config,
       JSON.stringify({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_aio_create', params: { name: `${opts.tag}-disk`, filename: file, block_size: 4096 } }] }] }),
     );
-    this.args = [MAIN, 'target', '--rpc-socket', this.socket, '--config', config];
+    this.args = [MAIN, 'target', '--engine', 'builtin', '--rpc-socket', this.socket, '--config', config];
   }
 
   /** Starts the process and creates its lvstore. */

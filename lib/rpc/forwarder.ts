@@ -1,0 +1,59 @@
+import { RpcClient } from './client';
+import { dispatchRequest, JsonRpcResponse, RpcContext, RpcTarget } from './dispatcher';
+import { JsonRpcError } from './errors';
+import { inView } from './methods/nvmf-common';
+
+/**
+ * The libspdk engine's RpcTarget: every call goes to SPDK's own JSON-RPC server over its Unix
+ * socket (one persistent connection, calls pipelined by id) and SPDK's answer comes back
+ * unchanged: its result, or its error object as a JsonRpcError with SPDK's code and message.
+ *
+ * The one thing added on the way is the HTTP endpoint's per-credential view (RpcContext.view, an
+ * NQN prefix), which SPDK does not have. It is applied as the builtin engine's nvmf methods apply
+ * it (docs/differences.md, "nvmf methods"): nvmf_get_subsystems lists the discovery subsystem
+ * first, then the view's subsystems; a method naming a subsystem outside the view answers as SPDK
+ * answers for one that does not exist (-19 from nvmf_get_subsystems, -32602 "Invalid parameters"
+ * from the others) without reaching SPDK; nvmf_create_subsystem outside the view answers as for
+ * an invalid NQN.
+ */
+export class RpcForwarder implements RpcTarget {
+  constructor(readonly client: RpcClient) {}
+
+  async call(method: string, params?: unknown, ctx: Partial<RpcContext> = {}): Promise<unknown> {
+    const p = params === null ? undefined : params;
+    if (ctx.view !== undefined && method.startsWith('nvmf_')) return this.callInView(method, p, ctx);
+    const result = await this.client.call(method, p);
+    return result === undefined ? null : result;
+  }
+
+  dispatch(request: unknown, ctx: Partial<RpcContext> = {}): Promise<JsonRpcResponse | null> {
+    return dispatchRequest(this, request, ctx);
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+
+  private async callInView(method: string, params: unknown, ctx: Partial<RpcContext>): Promise<unknown> {
+    const nqn = nqnParam(params);
+    if (method === 'nvmf_get_subsystems') {
+      if (nqn !== undefined && !inView(ctx, nqn)) throw JsonRpcError.fromErrno(19);
+      const all = (await this.client.call(method, params)) as Array<{ nqn: string; subtype?: string }>;
+      if (nqn !== undefined || !Array.isArray(all)) return all;
+      const discovery = all.filter((s) => s.subtype === 'Discovery');
+      return [...discovery, ...all.filter((s) => s.subtype !== 'Discovery' && inView(ctx, s.nqn))];
+    }
+    if (nqn !== undefined && !inView(ctx, nqn)) {
+      if (method === 'nvmf_create_subsystem') throw JsonRpcError.internal(`Unable to create subsystem ${nqn}`);
+      throw JsonRpcError.invalidParams();
+    }
+    const result = await this.client.call(method, params);
+    return result === undefined ? null : result;
+  }
+}
+
+function nqnParam(params: unknown): string | undefined {
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) return undefined;
+  const nqn = (params as { nqn?: unknown }).nqn;
+  return typeof nqn === 'string' ? nqn : undefined;
+}

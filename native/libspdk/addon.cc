@@ -1,0 +1,36 @@
+// Entry point of the libspdk engine's addon (build/Release/spdk_libspdk.node), linked against
+// the SPDK installed on the machine (spdk/probe.js finds it; binding.gyp links it).
+#include <napi.h>
+#include <spdk/version.h>
+
+#include "../common/napi_util.h"
+#include "js_app.h"
+
+namespace spdk_node::libspdk {
+
+namespace {
+
+Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  GetAddonData(info.Env())->error_class = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonData());
+  exports.Set("engine", "libspdk");
+  // The SPDK the addon was compiled against (SPDK_VERSION_STRING, e.g. "SPDK v25.09").
+  exports.Set("spdkVersion", SPDK_VERSION_STRING);
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
+  exports.Set("App", JsApp::Init(env));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace spdk_node::libspdk
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return spdk_node::libspdk::Init(env, exports);
+}
+
+NODE_API_MODULE(spdk_libspdk, InitModule)
