@@ -188,6 +188,6 @@ function memoryPlan(opts: LibspdkStartOptions): { noHuge: boolean; memSizeMiB: n
     memSizeMiB: noHugeMem,
     note:
       `spdk-node: ${why}: SPDK runs with --no-huge and ${noHugeMem} MiB of ordinary memory ` +
-      '(fine for NVMe/TCP and malloc bdevs; PCIe NVMe devices need hugepages, e.g. echo 1024 > /proc/sys/vm/nr_hugepages)',
+      '(fine for NVMe/TCP and malloc bdevs; PCIe NVMe devices need hugepages, reserve them with: spdk-node setup --hugepages 1024)',
   };
 }
