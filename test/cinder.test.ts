@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { RpcClient } from '../lib/rpc/client';
 import { fillPattern, tempDir, uniqueSocketPath } from './helpers/env';
 import { FeatureId, freePort, LogId, NvmeTcpController } from './helpers/nvme-tcp-host';
+import { requireLibspdk } from './helpers/spdk-install';
 
 /*
  * OpenStack Cinder's SPDK volume driver (python3-cinder: cinder.volume.drivers.spdk.SPDKDriver
@@ -162,7 +163,8 @@ function pattern(seed: number): Buffer {
   return b;
 }
 
-describe('OpenStack Cinder SPDK driver against spdk-node target', function () {
+for (const engine of ['builtin', 'libspdk'] as const)
+describe(`OpenStack Cinder SPDK driver against spdk-node target (${engine} engine)`, function () {
   this.timeout(60000);
 
   let python: string | undefined;
@@ -219,6 +221,7 @@ describe('OpenStack Cinder SPDK driver against spdk-node target', function () {
   const zero = Buffer.alloc(SPOT_BLOCKS * BLOCK);
 
   before(async function () {
+    if (engine === 'libspdk') requireLibspdk(this, 'Cinder on the libspdk engine');
     python = cinderPython();
     if (python === undefined) {
       if (process.env.CI === 'true') throw new Error('python3-cinder is not installed (apt-get install python3-cinder); with CI=true this is a failure');
@@ -251,7 +254,7 @@ describe('OpenStack Cinder SPDK driver against spdk-node target', function () {
     const socket = uniqueSocketPath('cinder');
     const cli = path.join(__dirname, '..', 'lib', 'cli', 'main.js');
     const t = new LineChild(
-      spawn(process.execPath, [cli, 'target', '--engine', 'builtin', '--cores', '0', '--rpc-socket', socket, '--config', path.join(dir, 'config.json'), '--http', '127.0.0.1:0', '--http-credentials', path.join(dir, 'http-credentials.json')], {
+      spawn(process.execPath, [cli, 'target', '--engine', engine, '--cores', '0', '--rpc-socket', socket, '--config', path.join(dir, 'config.json'), '--http', '127.0.0.1:0', '--http-credentials', path.join(dir, 'http-credentials.json')], {
         stdio: ['pipe', 'pipe', 'pipe'],
       }),
     );
@@ -273,8 +276,10 @@ describe('OpenStack Cinder SPDK driver against spdk-node target', function () {
 
     // A CSI client's export on the same target, through its own credential (spdk-csi's calls).
     nvmfPort = await freePort();
-    const csiLvol = (await httpCall(httpPort, 'csi', 'bdev_lvol_create', { lvol_name: 'pvc-1', size: 16 * 1024 * 1024, lvs_name: 'small', clear_method: 'unmap', thin_provision: true })).result;
-    expect(csiLvol).to.be.a('string');
+    const csiReply = await httpCall(httpPort, 'csi', 'bdev_lvol_create', { lvol_name: 'pvc-1', size: 16 * 1024 * 1024, lvs_name: 'small', clear_method: 'unmap', thin_provision: true });
+    const csiLvol = csiReply.result;
+    if (csiLvol === undefined) throw new Error(`bdev_lvol_create through the CSI credential: ${JSON.stringify(csiReply)}`);
+    expect(csiLvol, 'bdev_lvol_create through the CSI credential').to.be.a('string');
     for (const [method, params] of [
       ['nvmf_create_subsystem', { nqn: CSI_NQN, allow_any_host: true, serial_number: 'spdkcsi-sn', model_number: csiLvol }],
       ['nvmf_subsystem_add_ns', { nqn: CSI_NQN, namespace: { bdev_name: csiLvol } }],

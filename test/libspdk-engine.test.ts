@@ -13,17 +13,15 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { Spdk, SpdkOptions } from '../lib';
-import { libspdkUnavailableReason } from '../lib/engine/load';
 import { RpcClient } from '../lib/rpc/client';
 import { JsonRpcError } from '../lib/rpc/errors';
 import type { SpdkJsonConfig } from '../lib/config/subsystems';
 import { tempDir, uniqueSocketPath, fillPattern } from './helpers/env';
 import { freePort } from './helpers/nvme-tcp-host';
+import { requireLibspdk } from './helpers/spdk-install';
 
 const CHILD = path.join(__dirname, 'helpers', 'libspdk-child.js');
 const CLI = path.join(__dirname, '..', 'lib', 'cli', 'main.js');
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const probe = require(path.join(__dirname, '..', '..', 'spdk', 'probe.js')) as { probe: () => { found: boolean; why?: string } };
 
 type Report = Record<string, unknown> & { id?: number; error?: { name: string; code: unknown; message: string } | null };
 
@@ -129,11 +127,7 @@ describe('libspdk engine (SPDK in child processes)', function () {
   };
 
   before(function () {
-    const why = libspdkUnavailableReason();
-    if (why === undefined) return;
-    if (process.env.CI === 'true' && probe.probe().found) throw new Error(`CI: SPDK is installed but the libspdk engine is unavailable: ${why}`);
-    console.log(`    libspdk suite skipped: ${why}`);
-    this.skip();
+    requireLibspdk(this, 'libspdk suite');
   });
 
   afterEach(() => {

@@ -15,12 +15,17 @@ import { inView } from './methods/nvmf-common';
  * answers for one that does not exist (-19 from nvmf_get_subsystems, -32602 "Invalid parameters"
  * from the others) without reaching SPDK; nvmf_create_subsystem outside the view answers as for
  * an invalid NQN.
+ *
+ * The other: the legacy `size` (bytes) of bdev_lvol_create and bdev_lvol_resize, which SPDK
+ * removed in v24.05 but OpenStack Cinder and spdk-csi still send (the builtin engine takes it:
+ * docs/differences.md), goes to SPDK as `size_in_mib`, rounded up to a whole MiB (SPDK rounds to
+ * clusters anyway).
  */
 export class RpcForwarder implements RpcTarget {
   constructor(readonly client: RpcClient) {}
 
   async call(method: string, params?: unknown, ctx: Partial<RpcContext> = {}): Promise<unknown> {
-    const p = params === null ? undefined : params;
+    const p = legacySize(method, params === null ? undefined : params);
     if (ctx.view !== undefined && method.startsWith('nvmf_')) return this.callInView(method, p, ctx);
     const result = await this.client.call(method, p);
     return result === undefined ? null : result;
@@ -56,4 +61,16 @@ function nqnParam(params: unknown): string | undefined {
   if (params === null || typeof params !== 'object' || Array.isArray(params)) return undefined;
   const nqn = (params as { nqn?: unknown }).nqn;
   return typeof nqn === 'string' ? nqn : undefined;
+}
+
+const MIB = 1024 * 1024;
+
+/** bdev_lvol_create/resize with `size` (bytes) and no `size_in_mib`: the same call in MiB. */
+function legacySize(method: string, params: unknown): unknown {
+  if (method !== 'bdev_lvol_create' && method !== 'bdev_lvol_resize') return params;
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) return params;
+  const { size, ...rest } = params as { size?: unknown; size_in_mib?: unknown };
+  // Anything else (both keys, a size that is not a byte count) goes to SPDK as it is, for its answer.
+  if (rest.size_in_mib !== undefined || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return params;
+  return { ...rest, size_in_mib: Math.ceil(size / MIB) };
 }

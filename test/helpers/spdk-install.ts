@@ -1,6 +1,7 @@
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { libspdkUnavailableReason } from '../../lib/engine/load';
 import { RpcClient } from '../../lib/rpc';
 
 /**
@@ -79,4 +80,18 @@ export async function startSpdkApp(binary: string, socket: string, args: string[
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/**
+ * In a suite's before(): skips it with one line where the libspdk engine is unavailable; with
+ * CI=true and an SPDK installed, that is a failure instead (the engine should have been built).
+ */
+export function requireLibspdk(ctx: Mocha.Context, suite: string): void {
+  const why = libspdkUnavailableReason();
+  if (why === undefined) return;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const probe = require(path.join(__dirname, '..', '..', '..', 'spdk', 'probe.js')) as { probe: () => { found: boolean } };
+  if (process.env.CI === 'true' && probe.probe().found) throw new Error(`CI: SPDK is installed but the libspdk engine is unavailable: ${why}`);
+  console.log(`    ${suite} skipped: ${why}`);
+  ctx.skip();
 }
