@@ -64,6 +64,7 @@
             "native/libspdk/log.cc",
             "native/libspdk/app.cc",
             "native/libspdk/js_app.cc",
+            "native/libspdk/bdev_queue.cc",
             "native/libspdk/addon.cc"
           ],
           "cflags_cc": ["<!@(node spdk/probe.js --cflags)"],

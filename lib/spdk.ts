@@ -125,7 +125,7 @@ export class Spdk {
   readonly engineReason: string;
   readonly cores: number[];
   readonly rpc: RpcApi;
-  /** Bdev I/O queues (builtin engine; the libspdk engine's data path comes later). */
+  /** Bdev I/O: handles with promise reads and writes, and queues for the throughput path (both engines). */
   readonly bdev: BdevApi;
   /** Logical volumes: stores, volumes, snapshots, clones (on SPDK's bdev_lvol_* RPCs). */
   readonly lvol: LvolApi;
@@ -270,8 +270,8 @@ export class Spdk {
 
   /** @internal */
   async openBdev(name: string, opts: QueueOptions): Promise<BdevHandle> {
-    const native = this.requireBuiltin('bdev.open', 'bdev I/O queues come with the libspdk data path').native;
-    const info = native.listBdevs().find((b) => b.name === name || b.uuid === name || b.aliases.includes(name));
+    this.assertRunning('bdev.open');
+    const info = await this.backend.findBdev(name);
     if (!info) throw SpdkError.fromErrno(19, 'bdev.open', `no bdev named '${name}'`);
     const queue = await this.openQueue(info.name, opts);
     const handle = new BdevHandle(info, queue, this, () => this.handles.delete(handle));
@@ -282,7 +282,6 @@ export class Spdk {
   /** @internal */
   async openQueue(bdev: string, opts: QueueOptions): Promise<IoQueue> {
     this.assertRunning('bdev.open');
-    const { addon, native } = this.requireBuiltin('bdev.open', 'bdev I/O queues come with the libspdk data path');
     const depth = opts.depth ?? 128;
     if (!Number.isSafeInteger(depth) || depth < 1 || depth > 65536) throw SpdkError.invalidArg('bdev.open', 'depth must be 1..65536');
     const r = opts.reactor ?? 0;
@@ -291,8 +290,8 @@ export class Spdk {
     else if (Number.isSafeInteger(r) && r >= 0 && r < this.cores.length) reactor = r;
     else throw SpdkError.invalidArg('bdev.open', `reactor must be 'js' or 0..${this.cores.length - 1}`);
     let queue: IoQueue | undefined;
-    const nq = new addon.IoQueue(native, bdev, reactor, depth, () => queue?.poll());
-    queue = new IoQueue(nq, addon.constants, depth, () => this.openQueues.delete(queue as IoQueue));
+    const { queue: nq, constants } = this.backend.createIoQueue(bdev, reactor, depth, () => queue?.poll());
+    queue = new IoQueue(nq, constants, depth, () => this.openQueues.delete(queue as IoQueue));
     this.openQueues.add(queue);
     await nq.open();
     return queue;

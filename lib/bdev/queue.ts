@@ -28,10 +28,6 @@ export interface IoSegment {
 export class IoQueue {
   /** Maximum I/Os in flight. */
   readonly depth: number;
-  readonly blockSize: number;
-  readonly numBlocks: number;
-  /** Buffer alignment the bdev requires (1 = none). */
-  readonly requiredAlignment: number;
   onComplete: CompletionHandler = () => {};
   /** Called after each batch of completions has been delivered: a place to submit() refills. */
   onBatchEnd: (() => void) | undefined;
@@ -58,9 +54,6 @@ export class IoQueue {
     this.desc = q.desc;
     this.iovTable = q.iovs;
     this.cq = q.cq;
-    this.blockSize = q.blockSize;
-    this.numBlocks = q.numBlocks;
-    this.requiredAlignment = q.requiredAlignment;
     // prep() writes descriptor words by position; the addon's layout must be the one assumed.
     if (c.DESC_WORDS !== 8 || c.DESC_TAG !== 1 || c.DESC_IOV_START !== 7) throw new Error('spdk-node: addon descriptor layout mismatch');
     this.freeTags = new Int32Array(depth);
@@ -70,6 +63,20 @@ export class IoQueue {
       onClosed?.();
       this.closedResolve?.();
     };
+  }
+
+  /** The bdev's block size (known once the queue is open: the libspdk engine learns it on SPDK's thread). */
+  get blockSize(): number {
+    return this.q.blockSize;
+  }
+
+  get numBlocks(): number {
+    return this.q.numBlocks;
+  }
+
+  /** Buffer alignment the bdev requires (1 = none). */
+  get requiredAlignment(): number {
+    return this.q.requiredAlignment;
   }
 
   /** Tags free for new I/O. */

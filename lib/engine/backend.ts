@@ -1,7 +1,8 @@
 import type { SpdkJsonConfig } from '../config/subsystems';
 import type { RpcTarget } from '../rpc/dispatcher';
 import type { EngineName } from './load';
-import type { NativeBufferOwner } from './native';
+import type { NativeBufferOwner, NativeConstants, NativeIoQueue } from './native';
+import type { BdevInfo } from './types';
 
 /**
  * What the Spdk class needs from an engine (lib/engine/builtin.ts, lib/engine/libspdk.ts). Both
@@ -17,6 +18,13 @@ export interface EngineBackend {
   readonly buffers: NativeBufferOwner;
   /** The Unix socket SPDK's JSON-RPC is served on, if any. */
   readonly rpcSocket: string | undefined;
+  /** A bdev by name, alias or UUID (undefined: none). */
+  findBdev(name: string): Promise<BdevInfo | undefined>;
+  /**
+   * The native half of a bdev I/O queue (lib/bdev/queue.ts) on reactor `reactor` (an index into
+   * the engine's cores; -1: the JS thread, where the engine can), not opened yet.
+   */
+  createIoQueue(bdev: string, reactor: number, depth: number, onComplete: () => void): { queue: NativeIoQueue; constants: NativeConstants };
   /** Serves the JSON-RPC on a Unix socket (rejects where the engine cannot). */
   serveRpc(path: string): Promise<void>;
   /** Stops serving and taking JSON-RPC calls (first step of stop()). */

@@ -14,7 +14,8 @@ import { registerNvmfMethods } from '../rpc/methods/nvmf';
 import { RpcServer } from '../rpc/server';
 import type { EngineBackend } from './backend';
 import { loadBuiltin } from './load';
-import type { BuiltinAddon, NativeEngine } from './native';
+import type { BuiltinAddon, NativeConstants, NativeEngine, NativeIoQueue } from './native';
+import type { BdevInfo } from './types';
 
 export interface BuiltinStartOptions {
   cores: number[];
@@ -83,6 +84,14 @@ export class BuiltinBackend implements EngineBackend {
 
   get rpcSocket(): string | undefined {
     return this.rpcServer?.path;
+  }
+
+  async findBdev(name: string): Promise<BdevInfo | undefined> {
+    return this.native.listBdevs().find((b) => b.name === name || b.uuid === name || b.aliases.includes(name));
+  }
+
+  createIoQueue(bdev: string, reactor: number, depth: number, onComplete: () => void): { queue: NativeIoQueue; constants: NativeConstants } {
+    return { queue: new this.addon.IoQueue(this.native, bdev, reactor, depth, onComplete), constants: this.addon.constants };
   }
 
   async serveRpc(path: string): Promise<void> {

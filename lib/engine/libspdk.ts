@@ -7,7 +7,8 @@ import { RpcClient } from '../rpc/client';
 import { RpcForwarder } from '../rpc/forwarder';
 import type { EngineBackend } from './backend';
 import { loadLibspdk } from './load';
-import type { NativeApp } from './native';
+import type { LibspdkAddon, NativeApp, NativeConstants, NativeIoQueue } from './native';
+import type { BdevInfo } from './types';
 
 /** How much SPDK logs to stderr (SPDK's --logflag levels / spdk_log_set_print_level). */
 export type SpdkLogLevel = 'none' | 'error' | 'warning' | 'notice' | 'info' | 'debug';
@@ -69,6 +70,8 @@ export class LibspdkBackend implements EngineBackend {
   };
 
   private constructor(
+    private readonly addon: LibspdkAddon,
+    private readonly cores: number[],
     private readonly app: NativeApp,
     readonly rpc: RpcForwarder,
     readonly rpcSocket: string,
@@ -115,7 +118,7 @@ export class LibspdkBackend implements EngineBackend {
     // The warning only once SPDK runs: a failed start says why in its error instead.
     if (mem.note) opts.warn(mem.note);
     const forwarder = new RpcForwarder(new RpcClient(socket, { timeoutMs: 0 }));
-    backend = new LibspdkBackend(app, forwarder, socket, privateDir, opts.warn);
+    backend = new LibspdkBackend(addon, opts.cores, app, forwarder, socket, privateDir, opts.warn);
     process.on('exit', backend.exitHook);
     return backend;
   }
@@ -126,6 +129,23 @@ export class LibspdkBackend implements EngineBackend {
 
   get failure(): string | undefined {
     return this.exitReason;
+  }
+
+  async findBdev(name: string): Promise<BdevInfo | undefined> {
+    let list: unknown;
+    try {
+      list = await this.rpc.call('bdev_get_bdevs', { name });
+    } catch (e) {
+      if ((e as { code?: number }).code === -19) return undefined; // SPDK: no such device
+      throw e;
+    }
+    return Array.isArray(list) && list.length > 0 ? bdevInfoFromSpdk(list[0] as SpdkBdevJson) : undefined;
+  }
+
+  createIoQueue(bdev: string, reactor: number, depth: number, onComplete: () => void): { queue: NativeIoQueue; constants: NativeConstants } {
+    // SPDK's bdev layer runs on SPDK threads: a queue always lives on a reactor.
+    if (reactor < 0) throw unsupported('bdev.open', "reactor 'js' (SPDK's bdevs are driven by SPDK threads): give a reactor index");
+    return { queue: new this.addon.IoQueue(this.app, bdev, this.cores[reactor], depth, onComplete), constants: this.addon.constants };
   }
 
   async serveRpc(_path: string): Promise<void> {
@@ -189,5 +209,41 @@ function memoryPlan(opts: LibspdkStartOptions): { noHuge: boolean; memSizeMiB: n
     note:
       `spdk-node: ${why}: SPDK runs with --no-huge and ${noHugeMem} MiB of ordinary memory ` +
       '(fine for NVMe/TCP and malloc bdevs; PCIe NVMe devices need hugepages, reserve them with: spdk-node setup --hugepages 1024)',
+  };
+}
+
+/** The parts of SPDK's bdev_get_bdevs entry a BdevInfo needs. */
+interface SpdkBdevJson {
+  name: string;
+  aliases?: string[];
+  product_name?: string;
+  block_size: number;
+  num_blocks: number;
+  uuid?: string;
+  claimed?: boolean;
+  claim_type?: string;
+  supported_io_types?: Record<string, boolean>;
+  driver_specific?: Record<string, unknown>;
+}
+
+function bdevInfoFromSpdk(j: SpdkBdevJson): BdevInfo {
+  const io = j.supported_io_types ?? {};
+  const ds = j.driver_specific ?? {};
+  const driver = Object.keys(ds)[0] ?? '';
+  const lvol = ds.lvol as { read_only?: boolean } | undefined;
+  return {
+    name: j.name,
+    aliases: j.aliases ?? [],
+    productName: j.product_name ?? '',
+    blockSize: j.block_size,
+    numBlocks: j.num_blocks,
+    uuid: j.uuid ?? '',
+    driver,
+    requiredAlignment: 1,
+    readOnly: lvol?.read_only === true,
+    claimed: j.claimed === true,
+    ...(j.claim_type !== undefined ? { claimType: j.claim_type } : {}),
+    ioTypes: { read: io.read === true, write: io.write === true, flush: io.flush === true, unmap: io.unmap === true, write_zeroes: io.write_zeroes === true },
+    driverSpecific: (ds[driver] as Record<string, unknown>) ?? {},
   };
 }

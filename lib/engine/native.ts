@@ -330,4 +330,7 @@ export interface LibspdkAddon {
   spdkVersion: string;
   setErrorClass(cls: Function): void;
   App: new () => NativeApp;
+  /** A bdev I/O queue on an SPDK thread of reactor core `core` (native/libspdk/bdev_queue.h). */
+  IoQueue: new (app: NativeApp, bdev: string, core: number, depth: number, onComplete: () => void) => NativeIoQueue;
+  constants: NativeConstants;
 }

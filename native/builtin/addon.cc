@@ -3,6 +3,7 @@
 
 #include "../common/napi_util.h"
 #include "engine.h"
+#include "../common/io_desc.h"
 #include "io/io_queue.h"
 #include "nvme/js_nvme.h"
 
@@ -19,27 +20,6 @@ namespace {
 Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   GetAddonData(info.Env())->error_class = Napi::Persistent(info[0].As<Napi::Function>());
   return info.Env().Undefined();
-}
-
-Napi::Object Constants(Napi::Env env) {
-  Napi::Object c = Napi::Object::New(env);
-  c.Set("DESC_OP", Napi::Number::New(env, kDescOp));
-  c.Set("DESC_TAG", Napi::Number::New(env, kDescTag));
-  c.Set("DESC_BUF", Napi::Number::New(env, kDescBuf));
-  c.Set("DESC_BUF_OFFSET", Napi::Number::New(env, kDescBufOffset));
-  c.Set("DESC_OFFSET_BLOCKS", Napi::Number::New(env, kDescOffsetBlocks));
-  c.Set("DESC_NUM_BLOCKS", Napi::Number::New(env, kDescNumBlocks));
-  c.Set("DESC_IOV_COUNT", Napi::Number::New(env, kDescIovCount));
-  c.Set("DESC_IOV_START", Napi::Number::New(env, kDescIovStart));
-  c.Set("DESC_WORDS", Napi::Number::New(env, kDescWords));
-  c.Set("IOV_WORDS", Napi::Number::New(env, kIovWords));
-  c.Set("MAX_IOVS", Napi::Number::New(env, kMaxIovs));
-  c.Set("IO_READ", static_cast<int>(IoType::kRead));
-  c.Set("IO_WRITE", static_cast<int>(IoType::kWrite));
-  c.Set("IO_FLUSH", static_cast<int>(IoType::kFlush));
-  c.Set("IO_UNMAP", static_cast<int>(IoType::kUnmap));
-  c.Set("IO_WRITE_ZEROES", static_cast<int>(IoType::kWriteZeroes));
-  return c;
 }
 
 // The NVMe host's descriptor layout and operations (lib/nvme/qpair.ts).
@@ -72,7 +52,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("Engine", JsEngine::Init(env));
   exports.Set("IoQueue", JsIoQueue::Init(env));
-  exports.Set("constants", Constants(env));
+  exports.Set("constants", IoQueueConstants(env));
   exports.Set("NvmeController", nvme_host::JsNvmeCtrlr::Init(env));
   exports.Set("NvmeQpair", nvme_host::JsNvmeQpair::Init(env));
   exports.Set("nvmeConstants", NvmeConstants(env));

@@ -3,7 +3,9 @@
 #include <napi.h>
 #include <spdk/version.h>
 
+#include "../common/io_desc.h"
 #include "../common/napi_util.h"
+#include "bdev_queue.h"
 #include "js_app.h"
 
 namespace spdk_node::libspdk {
@@ -22,6 +24,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spdkVersion", SPDK_VERSION_STRING);
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("App", JsApp::Init(env));
+  exports.Set("IoQueue", BdevQueue::Init(env));
+  exports.Set("constants", IoQueueConstants(env));
   return exports;
 }
 

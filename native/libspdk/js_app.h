@@ -21,6 +21,11 @@ class JsApp : public Napi::ObjectWrap<JsApp> {
   explicit JsApp(const Napi::CallbackInfo& info);
   ~JsApp() override;
 
+  // JS thread: SPDK runs and stop() was not called.
+  bool running() const { return running_; }
+  // JS thread: a live buffer by id (nullptr when freed or unknown).
+  DmaBuffer* LookupBuffer(double id) const { return buffers_.Lookup(id); }
+
  private:
   using Task = std::function<void(Napi::Env)>;
   static void CallJs(Napi::Env env, Napi::Function, JsApp* self, Task* task);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../../common/dma_buffer.h"
+#include "../../common/io_desc.h"
 #include "../../common/ring.h"
 #include "../bdev/bdev.h"
 
@@ -31,22 +32,11 @@ class JsEngine;
 class Reactor;
 struct Poller;
 
-// Descriptor words (Float64Array, plain numbers exact up to 2^53). Shared with lib/bdev/queue.ts
-// through the addon's `constants` export.
-enum DescWord : int {
-  kDescOp = 0,
-  kDescTag = 1,
-  kDescBuf = 2,
-  kDescBufOffset = 3,
-  kDescOffsetBlocks = 4,
-  kDescNumBlocks = 5,
-  kDescIovCount = 6,  // 0: single buffer (kDescBuf/kDescBufOffset); >0: iovs from kDescIovStart
-  kDescIovStart = 7,
-  kDescWords = 8,
-};
-// An iov entry in the iov table: buffer id, byte offset in buffer, byte length.
-constexpr int kIovWords = 3;
-constexpr int kMaxIovs = 32;
+// The descriptor layout (kDesc*, kIovWords, kMaxIovs, IoOp) is in common/io_desc.h.
+static_assert(static_cast<int>(IoType::kRead) == kIoRead && static_cast<int>(IoType::kWrite) == kIoWrite &&
+                  static_cast<int>(IoType::kFlush) == kIoFlush && static_cast<int>(IoType::kUnmap) == kIoUnmap &&
+                  static_cast<int>(IoType::kWriteZeroes) == kIoWriteZeroes,
+              "IoType and the descriptor operations must agree");
 
 class JsIoQueue : public Napi::ObjectWrap<JsIoQueue> {
  public:

@@ -1,0 +1,495 @@
+#include "bdev_queue.h"
+
+#include <spdk/bdev.h>
+#include <spdk/cpuset.h>
+#include <spdk/thread.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "../common/napi_util.h"
+#include "js_app.h"
+
+namespace spdk_node::libspdk {
+
+struct BdevQueue::Slot {
+  BdevQueue* queue = nullptr;
+  uint32_t tag = 0;
+  bool busy = false;  // JS thread: submitted and not yet reaped
+  int op = 0;
+  uint64_t offset = 0;
+  uint64_t blocks = 0;
+  int iovcnt = 0;
+  DmaBuffer* bufs[kMaxIovs];
+  struct iovec iovs[kMaxIovs];
+  spdk_bdev_io_wait_entry wait{};
+};
+
+namespace {
+
+const char* kOpOpen = "bdev.open";
+const char* kOpSubmit = "bdev.submit";
+
+bool IsUint(double v) { return v >= 0 && v <= 9007199254740991.0 && std::floor(v) == v; }
+
+uint32_t RingSize(const Napi::Value& v) {
+  if (!v.IsNumber()) return 1;
+  const uint32_t d = v.As<Napi::Number>().Uint32Value();
+  return d == 0 || d > 65536 ? 1 : d;
+}
+
+void FinalizeNothing(napi_env, void*, void*) {}
+
+Napi::ArrayBuffer External(Napi::Env env, void* p, size_t len) {
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, p, len, FinalizeNothing, nullptr, &ab) != napi_ok)
+    throw Napi::Error::New(env, "cannot create external ArrayBuffer");
+  return Napi::ArrayBuffer(env, ab);
+}
+
+const char* OpName(int op) {
+  switch (op) {
+    case kIoRead: return "read";
+    case kIoWrite: return "write";
+    case kIoFlush: return "flush";
+    case kIoUnmap: return "unmap";
+    case kIoWriteZeroes: return "write_zeroes";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Napi::Function BdevQueue::Init(Napi::Env env) {
+  return DefineClass(env, "IoQueue",
+                     {
+                         InstanceMethod("open", &BdevQueue::Open),
+                         InstanceMethod("submit", &BdevQueue::Submit),
+                         InstanceMethod("reap", &BdevQueue::Reap),
+                         InstanceMethod("close", &BdevQueue::Close),
+                         InstanceMethod("inFlight", &BdevQueue::InFlight),
+                     });
+}
+
+BdevQueue::BdevQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BdevQueue>(info), sq_(RingSize(info[3])) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsObject() || !info[1].IsString() || !info[2].IsNumber() ||
+      !info[3].IsNumber() || !info[4].IsFunction())
+    ThrowSpdkError(env, "IoQueue(app, bdevName, core, depth, onComplete)", EINVAL, kOpOpen);
+  app_ = JsApp::Unwrap(info[0].As<Napi::Object>());
+  if (!app_->running()) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, kOpOpen);
+  name_ = info[1].As<Napi::String>();
+  core_ = info[2].As<Napi::Number>().Uint32Value();
+  depth_ = info[3].As<Napi::Number>().Uint32Value();
+  if (depth_ == 0 || depth_ > 65536) ThrowSpdkError(env, "depth must be 1..65536", EINVAL, kOpOpen);
+  app_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+  slots_.resize(depth_);
+  for (uint32_t i = 0; i < depth_; i++) {
+    slots_[i].queue = this;
+    slots_[i].tag = i;
+  }
+  cq_cap_ = sq_.capacity();
+  desc_ = new double[static_cast<size_t>(depth_) * kDescWords]();
+  iov_table_ = new double[static_cast<size_t>(depth_) * kIovWords * 4]();
+  cq_ = new int32_t[static_cast<size_t>(cq_cap_) * 2]();
+  Napi::Object self = info.This().As<Napi::Object>();
+  self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kDescWords,
+                                           External(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
+  self.Set("iovs", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kIovWords * 4,
+                                           External(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
+  self.Set("cq", Napi::Int32Array::New(env, static_cast<size_t>(cq_cap_) * 2,
+                                       External(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
+  self.Set("cqCapacity", Napi::Number::New(env, cq_cap_));
+  if (napi_create_threadsafe_function(env, info[4], nullptr, Napi::String::New(env, "spdk-node:bdev-queue"), 0, 1,
+                                      nullptr, nullptr, this, &BdevQueue::CallJs, &tsfn_) != napi_ok)
+    throw Napi::Error::New(env, "cannot create completion wake-up");
+  napi_unref_threadsafe_function(env, tsfn_);  // the engine keeps the loop alive, not a queue
+  Ref();  // SPDK's thread points at us until close() completes
+}
+
+BdevQueue::~BdevQueue() {
+  delete[] desc_;
+  delete[] iov_table_;
+  delete[] cq_;
+}
+
+void BdevQueue::PostToJs(Task* task) {
+  if (tsfn_ == nullptr || napi_call_threadsafe_function(tsfn_, task, napi_tsfn_nonblocking) != napi_ok) delete task;
+}
+
+void BdevQueue::CallJs(napi_env env, napi_value js_cb, void* context, void* data) {
+  std::unique_ptr<Task> task(static_cast<Task*>(data));
+  if (env == nullptr) return;  // torn down
+  if (task) return (*task)(Napi::Env(env));
+  if (js_cb == nullptr) return;
+  BdevQueue* self = static_cast<BdevQueue*>(context);
+  if (self->closed_) return;
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, js_cb, 0, nullptr, nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening: a thread on the reactor's core, then the bdev, its channel and the poller there.
+
+Napi::Value BdevQueue::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (opened_) ThrowSpdkError(env, "queue already open", EALREADY, kOpOpen);
+  opened_ = true;
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  // Settled on the JS thread by the task OpenOnThread posts (or CreateThread, on failure).
+  open_done_ = [this, deferred](Napi::Env env, int err, const std::string& msg) {
+    if (err != 0) {
+      deferred->Reject(MakeSpdkError(env, msg, err, kOpOpen).Value());
+      FinishClose(env);
+      return;
+    }
+    ready_ = true;
+    Napi::Object self = Value();
+    self.Set("blockSize", Napi::Number::New(env, block_size_));
+    self.Set("numBlocks", Napi::Number::New(env, static_cast<double>(num_blocks_)));
+    self.Set("requiredAlignment", Napi::Number::New(env, align_));
+    deferred->Resolve(env.Undefined());
+  };
+  // spdk_thread_create from SPDK's app thread (SPDK's threads are created from SPDK threads).
+  if (spdk_thread_send_msg(spdk_thread_get_app_thread(), &BdevQueue::CreateThread, this) != 0)
+    Fail(ENOMEM, "cannot reach SPDK's app thread");
+  return deferred->Promise();
+}
+
+void BdevQueue::Fail(int err, const std::string& msg) {
+  PostToJs(new Task([this, err, msg](Napi::Env env) { open_done_(env, err, msg); }));
+}
+
+void BdevQueue::CreateThread(void* ctx) {
+  BdevQueue* q = static_cast<BdevQueue*>(ctx);
+  spdk_cpuset mask;
+  spdk_cpuset_zero(&mask);
+  spdk_cpuset_set_cpu(&mask, q->core_, true);
+  const std::string name = "spdk-node:" + q->name_;
+  q->thread_ = spdk_thread_create(name.c_str(), &mask);
+  if (q->thread_ == nullptr) return q->Fail(ENOMEM, "cannot create an SPDK thread on core " + std::to_string(q->core_));
+  spdk_thread_send_msg(q->thread_, &BdevQueue::OpenOnThread, q);
+}
+
+void BdevQueue::OpenOnThread(void* ctx) {
+  BdevQueue* q = static_cast<BdevQueue*>(ctx);
+  auto event = [](enum spdk_bdev_event_type type, spdk_bdev* bdev, void* c) {
+    OnBdevEvent(static_cast<int>(type), bdev, c);
+  };
+  int rc = spdk_bdev_open_ext(q->name_.c_str(), true, event, q, &q->bdev_desc_);
+  std::string msg;
+  if (rc == -ENODEV) {
+    msg = "no bdev named '" + q->name_ + "'";
+  } else if (rc == -EPERM) {
+    rc = -EBUSY;
+    msg = "bdev " + q->name_ + " is claimed (an lvstore lives on it, or an NVMe-oF subsystem exports it)";
+  } else if (rc != 0) {
+    msg = "cannot open bdev " + q->name_ + ": " + strerror(-rc);
+  }
+  if (rc == 0) {
+    q->channel_ = spdk_bdev_get_io_channel(q->bdev_desc_);
+    if (q->channel_ == nullptr) {
+      spdk_bdev_close(q->bdev_desc_);
+      q->bdev_desc_ = nullptr;
+      rc = -ENOMEM;
+      msg = "cannot get an I/O channel for bdev " + q->name_;
+    }
+  }
+  if (rc != 0) {
+    spdk_thread_exit(q->thread_);
+    q->thread_ = nullptr;
+    return q->Fail(-rc, msg);
+  }
+  spdk_bdev* b = spdk_bdev_desc_get_bdev(q->bdev_desc_);
+  q->block_size_ = spdk_bdev_get_block_size(b);
+  q->num_blocks_ = spdk_bdev_get_num_blocks(b);
+  q->align_ = static_cast<uint32_t>(spdk_bdev_get_buf_align(b));
+  const std::pair<int, spdk_bdev_io_type> types[] = {
+      {kIoRead, SPDK_BDEV_IO_TYPE_READ},   {kIoWrite, SPDK_BDEV_IO_TYPE_WRITE},
+      {kIoFlush, SPDK_BDEV_IO_TYPE_FLUSH}, {kIoUnmap, SPDK_BDEV_IO_TYPE_UNMAP},
+      {kIoWriteZeroes, SPDK_BDEV_IO_TYPE_WRITE_ZEROES}};
+  for (const auto& [op, t] : types)
+    if (spdk_bdev_io_type_supported(b, t)) q->supported_ |= 1u << op;
+  q->poller_ = spdk_poller_register(&BdevQueue::Poll, q, 0);
+  q->PostToJs(new Task([q](Napi::Env env) { q->open_done_(env, 0, ""); }));
+}
+
+void BdevQueue::OnBdevEvent(int type, spdk_bdev*, void* ctx) {
+  if (type != SPDK_BDEV_EVENT_REMOVE) return;
+  BdevQueue* q = static_cast<BdevQueue*>(ctx);
+  q->removed_.store(true, std::memory_order_release);
+  // The poller releases the descriptor once nothing is in flight (SPDK waits for that).
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submission (JS thread)
+
+int BdevQueue::Prepare(const double* d, std::string* msg) {
+  const double opd = d[kDescOp];
+  if (!(opd >= kIoRead && opd <= kIoWriteZeroes) || std::floor(opd) != opd) {
+    *msg = "unknown I/O type";
+    return EINVAL;
+  }
+  const int op = static_cast<int>(opd);
+  if ((supported_ & (1u << op)) == 0) {
+    *msg = std::string(OpName(op)) + " is not supported by bdev " + name_;
+    return ENOTSUP;
+  }
+  const double tag = d[kDescTag];
+  if (!IsUint(tag) || tag >= depth_) {
+    *msg = "tag out of range";
+    return EINVAL;
+  }
+  Slot* s = &slots_[static_cast<uint32_t>(tag)];
+  if (s->busy) {
+    *msg = "tag " + std::to_string(s->tag) + " is already in flight";
+    return EBUSY;
+  }
+  if (!IsUint(d[kDescOffsetBlocks]) || !IsUint(d[kDescNumBlocks])) {
+    *msg = "offsetBlocks and numBlocks must be non-negative integers";
+    return EINVAL;
+  }
+  const uint64_t off = static_cast<uint64_t>(d[kDescOffsetBlocks]);
+  const uint64_t num = static_cast<uint64_t>(d[kDescNumBlocks]);
+  if (off > num_blocks_ || num > num_blocks_ - off) {
+    *msg = "blocks [" + std::to_string(off) + ", +" + std::to_string(num) + ") beyond the end of " + name_ + " (" +
+           std::to_string(num_blocks_) + " blocks)";
+    return ERANGE;
+  }
+  if (num == 0 && op != kIoFlush) {
+    *msg = "numBlocks must be at least 1";
+    return EINVAL;
+  }
+  s->op = op;
+  s->offset = off;
+  s->blocks = num;
+  s->iovcnt = 0;
+  if (op != kIoRead && op != kIoWrite) return 0;
+  const uint64_t need = num * block_size_;
+  const double niov_d = d[kDescIovCount];
+  if (!IsUint(niov_d) || niov_d > kMaxIovs) {
+    *msg = "at most " + std::to_string(kMaxIovs) + " buffers per I/O";
+    return EINVAL;
+  }
+  const int niov = niov_d == 0 ? 1 : static_cast<int>(niov_d);
+  const double* iov_src = nullptr;
+  if (niov_d > 0) {
+    const double start = d[kDescIovStart];
+    if (!IsUint(start) || start + niov > static_cast<double>(depth_) * 4) {
+      *msg = "iov table range out of bounds";
+      return EINVAL;
+    }
+    iov_src = iov_table_ + static_cast<uint64_t>(start) * kIovWords;
+  }
+  uint64_t total = 0;
+  for (int i = 0; i < niov; i++) {
+    const double id = iov_src ? iov_src[i * kIovWords] : d[kDescBuf];
+    const double boff = iov_src ? iov_src[i * kIovWords + 1] : d[kDescBufOffset];
+    const double blen = iov_src ? iov_src[i * kIovWords + 2] : static_cast<double>(need);
+    DmaBuffer* b = app_->LookupBuffer(id);
+    if (b == nullptr) {
+      *msg = "buffer is freed or unknown";
+      return EBADF;
+    }
+    if (!IsUint(boff) || !IsUint(blen) || blen == 0 || boff + blen > static_cast<double>(b->len)) {
+      *msg = "buffer range [" + std::to_string(static_cast<uint64_t>(boff)) + ", +" +
+             std::to_string(static_cast<uint64_t>(blen)) + ") exceeds the buffer (" + std::to_string(b->len) + " bytes)";
+      return ERANGE;
+    }
+    uint8_t* p = b->data + static_cast<uint64_t>(boff);
+    if (align_ > 1 && (reinterpret_cast<uintptr_t>(p) % align_) != 0) {
+      *msg = "bdev " + name_ + " needs buffers aligned to " + std::to_string(align_) + " bytes";
+      return EINVAL;
+    }
+    s->iovs[i].iov_base = p;
+    s->iovs[i].iov_len = static_cast<size_t>(blen);
+    s->bufs[i] = b;
+    total += static_cast<uint64_t>(blen);
+  }
+  if (total != need) {
+    *msg = "buffers hold " + std::to_string(total) + " bytes; the I/O needs " + std::to_string(need);
+    return EINVAL;
+  }
+  s->iovcnt = niov;
+  return 0;
+}
+
+Napi::Value BdevQueue::Submit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing_.load(std::memory_order_relaxed) || !ready_)
+    ThrowSpdkError(env, ready_ ? "queue is closed" : "queue is not open", ESHUTDOWN, kOpSubmit);
+  if (removed_.load(std::memory_order_acquire)) ThrowSpdkError(env, "bdev " + name_ + " was deleted", ENODEV, kOpSubmit);
+  const uint32_t count = info[0].As<Napi::Number>().Uint32Value();
+  if (count > depth_) ThrowSpdkError(env, "more descriptors than the queue depth", EINVAL, kOpSubmit);
+  for (uint32_t i = 0; i < count; i++) {
+    std::string msg;
+    const double* d = desc_ + static_cast<size_t>(i) * kDescWords;
+    const int err = Prepare(d, &msg);
+    if (err == 0) {
+      slots_[static_cast<uint32_t>(d[kDescTag])].busy = true;
+      continue;
+    }
+    for (uint32_t j = 0; j < i; j++)
+      slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(j) * kDescWords + kDescTag])].busy = false;
+    Napi::Error e = MakeSpdkError(env, msg, err, kOpSubmit);
+    e.Set("index", Napi::Number::New(env, i));
+    throw e;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    Slot* s = &slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(i) * kDescWords + kDescTag])];
+    for (int k = 0; k < s->iovcnt; k++) s->bufs[k]->IoRef();
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    sq_.Push(s->tag);  // cannot fail: at most depth_ slots are busy
+  }
+  return Napi::Number::New(env, count);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SPDK thread
+
+int BdevQueue::Poll(void* ctx) {
+  BdevQueue* q = static_cast<BdevQueue*>(ctx);
+  uint32_t tag;
+  int busy = 0;
+  while (q->sq_.Pop(&tag)) {
+    q->SubmitOne(&q->slots_[tag]);
+    busy = 1;
+  }
+  if (q->unnotified_ > 0) {
+    q->unnotified_ = 0;
+    q->Notify();
+  }
+  const bool idle = q->in_flight_.load(std::memory_order_acquire) == 0;
+  if (idle && q->removed_.load(std::memory_order_acquire) && q->bdev_desc_ != nullptr) q->ReleaseBdev();
+  if (idle && q->closing_.load(std::memory_order_acquire)) {
+    q->ReleaseBdev();
+    spdk_poller_unregister(&q->poller_);
+    spdk_thread_exit(q->thread_);
+    q->PostToJs(new Task([q](Napi::Env env) { q->FinishClose(env); }));
+    return 1;
+  }
+  return busy ? SPDK_POLLER_BUSY : SPDK_POLLER_IDLE;
+}
+
+void BdevQueue::ReleaseBdev() {
+  if (channel_ != nullptr) spdk_put_io_channel(channel_);
+  channel_ = nullptr;
+  if (bdev_desc_ != nullptr) spdk_bdev_close(bdev_desc_);
+  bdev_desc_ = nullptr;
+}
+
+void BdevQueue::SubmitOne(Slot* s) {
+  int rc;
+  if (bdev_desc_ == nullptr) {
+    rc = -ENODEV;  // removed and released
+  } else {
+    switch (s->op) {
+      case kIoRead:
+        rc = spdk_bdev_readv_blocks(bdev_desc_, channel_, s->iovs, s->iovcnt, s->offset, s->blocks, &OnIoDone, s);
+        break;
+      case kIoWrite:
+        rc = spdk_bdev_writev_blocks(bdev_desc_, channel_, s->iovs, s->iovcnt, s->offset, s->blocks, &OnIoDone, s);
+        break;
+      case kIoFlush:
+        rc = spdk_bdev_flush_blocks(bdev_desc_, channel_, s->offset, s->blocks, &OnIoDone, s);
+        break;
+      case kIoUnmap:
+        rc = spdk_bdev_unmap_blocks(bdev_desc_, channel_, s->offset, s->blocks, &OnIoDone, s);
+        break;
+      default:
+        rc = spdk_bdev_write_zeroes_blocks(bdev_desc_, channel_, s->offset, s->blocks, &OnIoDone, s);
+        break;
+    }
+  }
+  if (rc == -ENOMEM) {
+    // The bdev layer is out of spdk_bdev_io structures: retried when one frees up.
+    s->wait.bdev = spdk_bdev_desc_get_bdev(bdev_desc_);
+    s->wait.cb_fn = &BdevQueue::RetryIo;
+    s->wait.cb_arg = s;
+    rc = spdk_bdev_queue_io_wait(s->wait.bdev, channel_, &s->wait);
+    if (rc == 0) return;
+  }
+  if (rc != 0) {
+    // Refused at submission: complete it like a failed I/O.
+    const uint32_t tail = cq_tail_.load(std::memory_order_relaxed);
+    int32_t* e = cq_ + static_cast<size_t>(tail & (cq_cap_ - 1)) * 2;
+    e[0] = static_cast<int32_t>(s->tag);
+    e[1] = rc;
+    cq_tail_.store(tail + 1, std::memory_order_release);
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    unnotified_++;
+  }
+}
+
+void BdevQueue::RetryIo(void* ctx) {
+  Slot* s = static_cast<Slot*>(ctx);
+  s->queue->SubmitOne(s);
+}
+
+void BdevQueue::OnIoDone(spdk_bdev_io* io, bool success, void* ctx) {
+  Slot* s = static_cast<Slot*>(ctx);
+  BdevQueue* q = s->queue;
+  spdk_bdev_free_io(io);
+  // Buffer references are dropped in Reap(), on the JS thread (see the builtin queue).
+  const uint32_t tail = q->cq_tail_.load(std::memory_order_relaxed);
+  int32_t* e = q->cq_ + static_cast<size_t>(tail & (q->cq_cap_ - 1)) * 2;
+  e[0] = static_cast<int32_t>(s->tag);
+  e[1] = success ? 0 : -EIO;
+  q->cq_tail_.store(tail + 1, std::memory_order_release);
+  q->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  q->unnotified_++;  // Poll() wakes JS once per batch
+}
+
+void BdevQueue::Notify() {
+  if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  PostToJs(nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completions and closing (JS thread)
+
+Napi::Value BdevQueue::Reap(const Napi::CallbackInfo& info) {
+  wake_pending_.store(false, std::memory_order_seq_cst);
+  const uint32_t tail = cq_tail_.load(std::memory_order_acquire);
+  const uint32_t n = tail - cq_head_;
+  for (uint32_t i = 0; i < n; i++) {
+    Slot& slot = slots_[static_cast<uint32_t>(cq_[static_cast<size_t>((cq_head_ + i) & (cq_cap_ - 1)) * 2])];
+    for (int k = 0; k < slot.iovcnt; k++) slot.bufs[k]->IoUnref();
+    slot.iovcnt = 0;
+    slot.busy = false;
+  }
+  const double packed = static_cast<double>(cq_head_ & (cq_cap_ - 1)) * 131072.0 + n;
+  cq_head_ = tail;
+  return Napi::Number::New(info.Env(), packed);
+}
+
+Napi::Value BdevQueue::InFlight(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), in_flight_.load(std::memory_order_acquire));
+}
+
+Napi::Value BdevQueue::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing_.exchange(true)) return env.Undefined();
+  // Not open (or its opening failed and already finished): nothing on SPDK's side.
+  if (!ready_ && !opened_) FinishClose(env);
+  // Otherwise the poller (which exists once open() resolved; an open in progress resolves
+  // first) sees closing_ once nothing is in flight.
+  return env.Undefined();
+}
+
+void BdevQueue::FinishClose(Napi::Env env) {
+  if (closed_) return;
+  closed_ = true;
+  ready_ = false;
+  napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
+  tsfn_ = nullptr;
+  Napi::Value cb = Value().Get("_onClosed");
+  if (cb.IsFunction()) cb.As<Napi::Function>().Call(Value(), {});
+  app_ref_.Reset();
+  Unref();
+}
+
+}  // namespace spdk_node::libspdk
