@@ -50,8 +50,10 @@ export interface SpdkProcess {
  * reactor polls its core at 100 %.
  */
 export async function startSpdkApp(binary: string, socket: string, args: string[] = []): Promise<SpdkProcess> {
-  // -u (no PCI): Debian's DPDK would otherwise probe this machine's own virtio NIC.
-  const proc = spawn(binary, ['--no-huge', '-s', '1024', '-m', '0x2', '-u', '-r', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // -u (no PCI): Debian's DPDK would otherwise probe this machine's own virtio NIC. No core lock
+  // files: another SPDK on this machine (another suite, a benchmark) may be using core 1 too.
+  const lockless = args.includes('--disable-cpumask-locks') ? [] : ['--disable-cpumask-locks'];
+  const proc = spawn(binary, ['--no-huge', '-s', '1024', '-m', '0x2', '-u', ...lockless, '-r', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout?.on('data', (d) => (out += d));
   proc.stderr?.on('data', (d) => (out += d));
