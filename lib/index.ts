@@ -14,6 +14,7 @@ export type { CreateStoreOptions, CreateLvolOptions, LvolSize, LvolClearMethod, 
 export { NvmfApi, NvmfSubsystem } from './nvmf';
 export type { TransportOptions, SubsystemOptions, ListenAddress, NamespaceOptions, ExportOptions } from './nvmf';
 export * from './provision';
+export type { NvmeAsyncEvent } from './nvme';
 export { NvmeApi, NvmeController, NvmeAdmin, NvmeQpair, NvmeNamespace, NvmeError, parseTransportId, normalizeTransportId, formatTransportId, statusName, decodeStatus, makeStatus, DISCOVERY_NQN } from './nvme';
 export type {
   ConnectOptions,

@@ -10,7 +10,7 @@
  */
 import { expect } from 'chai';
 import * as fs from 'node:fs';
-import { NvmeController, NvmeError, NvmeQpair, QpairOwner, Spdk, SpdkBuffer, SpdkError, parseTransportId, normalizeTransportId } from '../lib';
+import { NvmeAsyncEvent, NvmeController, NvmeError, NvmeQpair, QpairOwner, Spdk, SpdkBuffer, SpdkError, parseTransportId, normalizeTransportId } from '../lib';
 import { RpcClient } from '../lib/rpc';
 import { fillPattern, uniqueSocketPath } from './helpers/env';
 import { freePort } from './helpers/nvme-tcp-host';
@@ -25,6 +25,8 @@ const CNODE2 = 'nqn.2016-06.io.spdk:host-test2';
 const CNODE3 = 'nqn.2016-06.io.spdk:host-test3';
 /** A namespace whose I/O takes 1.5 s (for timeouts). */
 const CNODE4 = 'nqn.2016-06.io.spdk:host-test4';
+/** A resizable lvol, namespaces added and removed (asynchronous events). */
+const CNODE5 = 'nqn.2016-06.io.spdk:host-test5';
 const ALLOWED_HOST = 'nqn.2014-08.org.nvmexpress:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427';
 const SERIAL = 'SPDKNODEHOST00001';
 const MODEL = 'spdk-node host test';
@@ -102,7 +104,7 @@ async function configure(call: (m: string, p?: unknown) => Promise<unknown>, por
   await call('nvmf_subsystem_add_ns', { nqn: CNODE2, namespace: { bdev_name: 'Malloc2' } });
   await call('nvmf_subsystem_add_listener', { nqn: CNODE2, listen_address: listen });
   // A read-only lvol.
-  await call('bdev_malloc_create', { name: 'LvsBase', num_blocks: 16384, block_size: 512 });
+  await call('bdev_malloc_create', { name: 'LvsBase', num_blocks: 32768, block_size: 512 });
   await call('bdev_lvol_create_lvstore', { bdev_name: 'LvsBase', lvs_name: 'hostlvs', cluster_sz: 1048576 });
   const lvol = (await call('bdev_lvol_create', { lvol_name: 'ro', size_in_mib: 4, lvs_name: 'hostlvs' })) as string;
   await call('bdev_lvol_set_read_only', { name: lvol });
@@ -112,6 +114,11 @@ async function configure(call: (m: string, p?: unknown) => Promise<unknown>, por
   await call('nvmf_create_subsystem', { nqn: CNODE4, allow_any_host: true, serial_number: 'SPDKNODEHOST00004', model_number: MODEL });
   await call('nvmf_subsystem_add_ns', { nqn: CNODE4, namespace: { bdev_name: 'Slow0' } });
   await call('nvmf_subsystem_add_listener', { nqn: CNODE4, listen_address: listen });
+  await call('bdev_lvol_create', { lvol_name: 'grow', size_in_mib: 2, lvs_name: 'hostlvs' });
+  await call('bdev_malloc_create', { name: 'Extra0', num_blocks: 2048, block_size: 512 });
+  await call('nvmf_create_subsystem', { nqn: CNODE5, allow_any_host: true, serial_number: 'SPDKNODEHOST00005', model_number: MODEL });
+  await call('nvmf_subsystem_add_ns', { nqn: CNODE5, namespace: { bdev_name: 'hostlvs/grow' } });
+  await call('nvmf_subsystem_add_listener', { nqn: CNODE5, listen_address: listen });
 }
 
 function trid(port: number, nqn = CNODE1): string {
@@ -543,6 +550,67 @@ for (const kind of TARGETS) {
       } finally {
         await Promise.all(qps.map((q) => q.free()));
       }
+    });
+
+    describe('asynchronous events', () => {
+      it('a namespace grown, added and removed on the target: the host re-reads its namespaces and I/O follows', async () => {
+        const c = await spdk.nvme.connect(trid(port, CNODE5));
+        const events: NvmeAsyncEvent[] = [];
+        c.on('asyncEvent', (e: NvmeAsyncEvent) => events.push(e));
+        const changed = (): Promise<number[]> =>
+          new Promise((resolve, reject) => {
+            const t = setTimeout(() => reject(new Error(`no namespacesChanged within 5 s (events: ${JSON.stringify(events)})`)), 5000);
+            c.once('namespacesChanged', (ids: number[]) => {
+              clearTimeout(t);
+              resolve(ids);
+            });
+          });
+        try {
+          const qp = await c.allocQpair({ depth: 4 });
+          const before = c.namespace(1);
+          expect(before.size).to.equal(2 * MIB);
+          expect(c.namespaceIds).to.deep.equal([1]);
+          // Grow the lvol: namespace 1 changes size.
+          let p = changed();
+          await target?.call('bdev_lvol_resize', { name: 'hostlvs/grow', size_in_mib: 4 });
+          expect(await p).to.deep.equal([1]);
+          expect(events[0]).to.include({ type: 2, typeName: 'notice', info: 0, logPage: 4 });
+          const grown = c.namespace(1);
+          expect(grown.size).to.equal(4 * MIB);
+          expect(before.size, 'an NvmeNamespace taken before keeps its values').to.equal(2 * MIB);
+          const b = buffer(before.sectorSize, 31);
+          const last = grown.numSectors - 1;
+          await qp.write(grown, b, last, 1);
+          const r = buffer(before.sectorSize);
+          await qp.read(grown, r, last, 1);
+          expect(Buffer.from(r.bytes).equals(Buffer.from(b.bytes))).to.equal(true);
+          // A namespace added: usable at once.
+          p = changed();
+          const nsid = (await target?.call('nvmf_subsystem_add_ns', { nqn: CNODE5, namespace: { bdev_name: 'Extra0' } })) as number;
+          expect(await p).to.include(nsid);
+          expect(c.namespaceIds).to.deep.equal([1, nsid]);
+          const extra = c.namespace(nsid);
+          expect(extra.numSectors).to.equal(2048);
+          await qp.write(extra, b, 7, 1);
+          await qp.read(extra, r, 7, 1);
+          expect(Buffer.from(r.bytes).equals(Buffer.from(b.bytes))).to.equal(true);
+          // Removed: gone from the controller, I/O to it refused by the host.
+          p = changed();
+          await target?.call('nvmf_subsystem_remove_ns', { nqn: CNODE5, nsid });
+          expect(await p).to.include(nsid);
+          expect(c.namespaceIds).to.deep.equal([1]);
+          expectThrow(() => c.namespace(nsid), (e) => expect((e as SpdkError).errno).to.equal(19));
+          await expectReject(qp.read(extra, r, 7, 1), (e) => expect(e.message).to.match(/not active/));
+          // The requests are put back: a fourth change is reported too.
+          p = changed();
+          await target?.call('bdev_lvol_resize', { name: 'hostlvs/grow', size_in_mib: 6 });
+          await p;
+          expect(c.namespace(1).size).to.equal(6 * MIB);
+          expect(events.length).to.equal(4);
+        } finally {
+          await c.detach();
+        }
+      });
     });
 
     describe('failures', () => {

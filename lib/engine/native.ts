@@ -240,6 +240,17 @@ export interface NativeNvmeController {
   detach(): Promise<void>;
   state(): { ready: boolean; failed: boolean; detached: boolean; failure?: string; cntlid: number };
   stats(): { pdusSent?: number; pdusReceived?: number };
+  /** fn runs for every asynchronous event, with the controller's data re-read. */
+  onEvent(fn: (e: NativeNvmeAsyncEvent) => void): void;
+}
+
+export interface NativeNvmeAsyncEvent {
+  type: number;
+  info: number;
+  logPage: number;
+  nsids: number[];
+  error?: string;
+  controller: NativeNvmeControllerInfo;
 }
 
 export interface NativeNvmeQpair {

@@ -1,6 +1,7 @@
+import { EventEmitter } from 'node:events';
 import { SpdkError } from '../errors';
 import type { SpdkBuffer } from '../buffer';
-import type { BuiltinAddon, NativeNvmeController, NativeNvmeControllerInfo } from '../engine/native';
+import type { BuiltinAddon, NativeNvmeAsyncEvent, NativeNvmeController, NativeNvmeControllerInfo } from '../engine/native';
 import { ControllerData, decodeControllerData, decodeNamespaceData } from './identify';
 import { NvmeNamespace } from './namespace';
 import { NvmeQpair, QpairOptions } from './qpair';
@@ -130,6 +131,24 @@ function checkU(v: number, max: number, what: string): void {
   if (!Number.isInteger(v) || v < 0 || v > max) throw SpdkError.invalidArg('nvme.admin', `${what} must be an integer 0..${max}`);
 }
 
+/** An Asynchronous Event the controller reported (NVMe base 2.0, 5.2). */
+export interface NvmeAsyncEvent {
+  /** Asynchronous Event Type: 0 error, 1 SMART / health status, 2 notice, 6 I/O command set specific, 7 vendor specific. */
+  type: number;
+  /** 'error' | 'health' | 'notice' | 'io-command-set' | 'vendor' | 'reserved' */
+  typeName: string;
+  /** Asynchronous Event Information (for a notice: 0 namespace attribute changed, ...). */
+  info: number;
+  /** The log page the event points at (read by the host, which re-arms the event). */
+  logPage: number;
+  /** Namespace attribute notices: the Changed Namespace List (0xFFFFFFFF first: more than 1024 changed). */
+  nsids: number[];
+  /** The host could not re-read the namespaces after a namespace notice (the old data stays). */
+  error?: string;
+}
+
+const EVENT_TYPES: Record<number, string> = { 0: 'error', 1: 'health', 2: 'notice', 6: 'io-command-set', 7: 'vendor' };
+
 /**
  * A connected NVMe controller (NVMe/TCP on the builtin engine): its admin queue, identity,
  * namespaces and I/O queue pairs. From `spdk.nvme.connect()`.
@@ -141,8 +160,13 @@ function checkU(v: number, max: number, what: string): void {
  * const qp = await ctrlr.allocQpair({ depth: 32 });
  * await qp.read(ns, buf, 0, 8);
  * await ctrlr.detach();
+ *
+ * Events: `'asyncEvent'` (NvmeAsyncEvent) for every Asynchronous Event the controller reports;
+ * `'namespacesChanged'` (changed NSIDs) after a namespace attribute notice, once the namespaces
+ * were read again: `namespace(n)` then returns the new data (size after a resize, a namespace
+ * added or removed). NvmeNamespace objects taken before keep the old values.
  */
-export class NvmeController {
+export class NvmeController extends EventEmitter {
   /** The transport ID it was connected with. */
   readonly trid: ResolvedTransportId;
   readonly hostnqn: string;
@@ -159,6 +183,7 @@ export class NvmeController {
 
   /** @internal */
   constructor(n: NativeNvmeController, info: NativeNvmeControllerInfo, trid: ResolvedTransportId, hostnqn: string, host: ControllerHost, ioTimeoutMs: number) {
+    super();
     this.n = n;
     this.trid = trid;
     this.hostnqn = hostnqn;
@@ -338,6 +363,16 @@ export class NvmeController {
       const e = failures[0] as SpdkError;
       throw new SpdkError(`controller reset, but ${failures.length} queue pair(s) did not reconnect: ${e.message}`, { errno: e.errno || 5, op: 'nvme.reset' });
     }
+  }
+
+  /** @internal An event from the native controller (its namespaces already re-read). */
+  onAsyncEvent(e: NativeNvmeAsyncEvent): void {
+    if (this.detaching) return;
+    this.snap = snapshot(e.controller);
+    const ev: NvmeAsyncEvent = { type: e.type, typeName: EVENT_TYPES[e.type] ?? 'reserved', info: e.info, logPage: e.logPage, nsids: e.nsids };
+    if (e.error !== undefined) ev.error = e.error;
+    this.emit('asyncEvent', ev);
+    if (e.type === 2 && e.info === 0 && e.error === undefined) this.emit('namespacesChanged', e.nsids);
   }
 
   /** Frees every queue pair, shuts the controller down (CC.SHN) and disconnects. Safe to call twice. */

@@ -12,6 +12,7 @@ import { decodeDiscoveryLog, DiscoveryLog } from './identify';
 import { checkNqn, DISCOVERY_NQN, normalizeTransportId, resolveAddress, TransportId } from './trid';
 
 export { NvmeController, NvmeAdmin } from './controller';
+export type { NvmeAsyncEvent } from './controller';
 export type { ControllerCap } from './controller';
 export { NvmeQpair } from './qpair';
 export type { QpairOptions, QpairOwner, IoOptions, LbaRange } from './qpair';
@@ -147,6 +148,8 @@ export class NvmeApi {
     const { address, family } = await resolveAddress(tr);
     this.host.assertRunning(op);
     const n = new this.host.addon.NvmeController(this.host.native);
+    let ctrlr: NvmeController | undefined;
+    n.onEvent((e) => ctrlr?.onAsyncEvent(e));
     const info = await n
       .connect({
         traddr: address,
@@ -174,7 +177,7 @@ export class NvmeApi {
       allocBuffer: (len) => this.host.allocBuffer(len),
       onDetached: (c) => this.controllers.delete(c),
     };
-    const ctrlr = new NvmeController(n, info, tr, hostnqn, host, ioTimeoutMs);
+    ctrlr = new NvmeController(n, info, tr, hostnqn, host, ioTimeoutMs);
     this.controllers.add(ctrlr);
     return ctrlr;
   }

@@ -250,6 +250,10 @@ void HostCtrlr::CheckTimeouts() {
   if (opts_.admin_timeout_ms == 0 || !admin_ || admin_->failed()) return;
   std::vector<HostRequest*> late;
   admin_->CheckTimeouts(NowUs() - opts_.admin_timeout_ms * 1000ull, &late);
+  // An Asynchronous Event Request is answered only when something happens.
+  late.erase(std::remove_if(late.begin(), late.end(),
+                            [](HostRequest* r) { return r->sqe[sqe::kOpc] == nvme::opc::kAsyncEventRequest; }),
+             late.end());
   if (late.empty()) return;
   // An admin command that gets no answer: the controller is not usable (SPDK resets it).
   char buf[128];
@@ -408,24 +412,37 @@ void HostCtrlr::InitQueues() {
 }
 
 void HostCtrlr::InitNsList() {
-  IdentifyCmd(nvme::cns::kActiveNsList, 0, [this](int32_t st, std::vector<uint8_t> d) {
-    INIT_CHECK(st, "Identify Active Namespace List");
+  ReadNamespaces([this](int32_t st, const std::string& what) {
+    INIT_CHECK(st, what);
+    InitAer();
+  });
+}
+
+// Identify Active Namespace List, then each namespace and its identification descriptors; ns_
+// is replaced only when every step answered.
+void HostCtrlr::ReadNamespaces(NsDone done) {
+  IdentifyCmd(nvme::cns::kActiveNsList, 0, [this, done](int32_t st, std::vector<uint8_t> d) {
+    if (st != 0) return done(st, "Identify Active Namespace List");
     std::vector<uint32_t> list;
     for (size_t i = 0; i + 4 <= d.size(); i += 4) {
       const uint32_t nsid = Get32(d.data() + i);
       if (nsid == 0) break;
       list.push_back(nsid);
     }
-    ns_.clear();
-    InitNextNs(0, std::move(list));
+    auto out = std::make_shared<std::vector<NsData>>();
+    ReadNextNs(0, std::move(list), out, std::move(done));
   });
 }
 
-void HostCtrlr::InitNextNs(size_t i, std::vector<uint32_t> list) {
-  if (i >= list.size()) return InitDone();
+void HostCtrlr::ReadNextNs(size_t i, std::vector<uint32_t> list, std::shared_ptr<std::vector<NsData>> out,
+                           NsDone done) {
+  if (i >= list.size()) {
+    ns_ = std::move(*out);
+    return done(0, "");
+  }
   const uint32_t nsid = list[i];
-  IdentifyCmd(nvme::cns::kNamespace, nsid, [this, i, nsid, list](int32_t st, std::vector<uint8_t> d) {
-    INIT_CHECK(st, "Identify Namespace " + std::to_string(nsid));
+  IdentifyCmd(nvme::cns::kNamespace, nsid, [this, i, nsid, list, out, done](int32_t st, std::vector<uint8_t> d) {
+    if (st != 0) return done(st, "Identify Namespace " + std::to_string(nsid));
     NsData n;
     n.nsid = nsid;
     n.nsze = Get64(d.data() + nvme::idns::kNsze);
@@ -433,17 +450,87 @@ void HostCtrlr::InitNextNs(size_t i, std::vector<uint32_t> list) {
     const uint8_t lbads = d[nvme::idns::kLbaf0 + 4 * flbas + 2];
     n.lba_size = lbads >= 9 && lbads <= 16 ? 1u << lbads : 0;
     n.id = std::move(d);
-    ns_.push_back(std::move(n));
-    IdentifyCmd(nvme::cns::kNsIdDescriptors, nsid, [this, i, list](int32_t st, std::vector<uint8_t> d) {
-      if (st < 0) INIT_CHECK(st, "Identify Namespace Identification Descriptors");
-      if (st == 0) ns_.back().desc = std::move(d);
-      InitNextNs(i + 1, list);
+    out->push_back(std::move(n));
+    IdentifyCmd(nvme::cns::kNsIdDescriptors, nsid, [this, i, list, out, done](int32_t st, std::vector<uint8_t> d) {
+      if (st < 0) return done(st, "Identify Namespace Identification Descriptors");
+      if (st == 0) out->back().desc = std::move(d);
+      ReadNextNs(i + 1, list, out, done);
+    });
+  });
+}
+
+// Asynchronous events (NVMe base 2.0 5.2): enable the notices the controller offers that this
+// host acts on (namespace attribute changes, OAES bit 8), then keep up to AERL + 1 (at most 4)
+// Asynchronous Event Requests outstanding. A controller that refuses either: no events.
+void HostCtrlr::InitAer() {
+  const uint32_t oaes = Get32(identify_.data() + nvme::idc::kOaes);
+  const uint32_t notices = oaes & nvme::kAecNsAttrNotices;
+  if (notices == 0) return InitDone();
+  uint8_t s[64] = {0};
+  s[sqe::kOpc] = nvme::opc::kSetFeatures;
+  Put32(s + sqe::kCdw10, nvme::feat::kAsyncEventConfig);
+  Put32(s + sqe::kCdw11, notices);
+  int rc = Admin(s, {}, 0, false, [this](int32_t st, const uint8_t*, std::vector<uint8_t>) {
+    if (st < 0) INIT_CHECK(st, "Set Features Asynchronous Event Configuration");
+    if (st == 0) {
+      const uint32_t n = std::min<uint32_t>(4, identify_[nvme::idc::kAerl] + 1u);
+      for (uint32_t k = 0; k < n; k++) SubmitAer();
+    }
+    InitDone();
+  });
+  if (rc < 0) InitFail(-rc, "Set Features Asynchronous Event Configuration: not connected");
+}
+
+void HostCtrlr::SubmitAer() {
+  uint8_t s[64] = {0};
+  s[sqe::kOpc] = nvme::opc::kAsyncEventRequest;
+  Admin(s, {}, 0, false, [this](int32_t st, const uint8_t* c, std::vector<uint8_t>) {
+    // Transport loss, detach, reset (the command dies with its connection) or the limit: no resubmit.
+    if (st != 0) return;
+    OnAsyncEvent(Get32(c + cqe::kDw0));
+  });
+}
+
+// An event: read its log page (with RAE clear, which re-arms that event type), refresh the
+// namespaces for a namespace notice, report it, and put the request back.
+void HostCtrlr::OnAsyncEvent(uint32_t dw0) {
+  AsyncEvent ev;
+  ev.type = dw0 & 7;
+  ev.info = (dw0 >> 8) & 0xFF;
+  ev.log_page = (dw0 >> 16) & 0xFF;
+  const uint32_t gen = incarnation_;
+  auto finish = [this, gen](AsyncEvent ev) {
+    if (gen != incarnation_ || !ready_) return;
+    if (event_cb_) event_cb_(ev);
+    SubmitAer();
+  };
+  if (ev.log_page == 0) return finish(ev);
+  uint8_t s[64] = {0};
+  s[sqe::kOpc] = nvme::opc::kGetLogPage;
+  Put32(s + sqe::kNsid, 0xFFFFFFFF);
+  // CDW10: LID, RAE (bit 15) clear, NUMDL (dwords - 1) in 31:16.
+  Put32(s + sqe::kCdw10, ev.log_page | ((kEventLogBytes / 4 - 1) << 16));
+  Admin(s, {}, kEventLogBytes, false, [this, ev, gen, finish](int32_t st, const uint8_t*, std::vector<uint8_t> d) mutable {
+    if (gen != incarnation_ || !ready_) return;
+    if (st == 0 && ev.type == nvme::kAerTypeNotice && ev.log_page == nvme::lid::kChangedNsList) {
+      for (size_t i = 0; i + 4 <= d.size(); i += 4) {
+        const uint32_t nsid = Get32(d.data() + i);
+        if (nsid == 0) break;
+        ev.nsids.push_back(nsid);  // 0xFFFFFFFF first: more than 1024 changed
+      }
+    }
+    if (ev.type != nvme::kAerTypeNotice || ev.info != nvme::kAerInfoNsAttrChanged) return finish(std::move(ev));
+    ReadNamespaces([this, ev, gen, finish](int32_t st, const std::string& what) mutable {
+      if (gen != incarnation_ || !ready_) return;
+      if (st != 0) ev.error = what + ": " + (st < 0 ? failure() : StatusText(st));
+      finish(std::move(ev));
     });
   });
 }
 
 void HostCtrlr::InitDone() {
   initializing_ = false;
+  incarnation_++;
   ready_ = true;
   uv_timer_stop(ka_timer_);
   last_ka_us_ = NowUs();

@@ -54,6 +54,15 @@ struct NsData {
   std::vector<uint8_t> desc;  // identification descriptors, 4096 bytes (empty if not supported)
 };
 
+// An Asynchronous Event the controller reported (its log page already read, which re-arms it).
+struct AsyncEvent {
+  uint8_t type = 0;  // 0 error, 1 SMART/health, 2 notice, 6 I/O command set specific, 7 vendor
+  uint8_t info = 0;  // e.g. notice 0: namespace attribute changed
+  uint8_t log_page = 0;
+  std::vector<uint32_t> nsids;  // Changed Namespace List (notice 0)
+  std::string error;  // the namespace refresh failed (the old data stays)
+};
+
 class HostCtrlr : public HostQpair::Owner {
  public:
   // err: 0 or a positive errno; status: the NVMe status of the failing command, when there is
@@ -66,6 +75,9 @@ class HostCtrlr : public HostQpair::Owner {
   // How callbacks are run (the N-API wrapper opens a callback scope). Default: directly.
   void set_run_js(std::function<void(const std::function<void()>&)> f) { run_js_ = std::move(f); }
 
+  // Called (inside run_js) for every asynchronous event, after the namespaces were re-read for a
+  // namespace notice.
+  void set_event_cb(std::function<void(const AsyncEvent&)> f) { event_cb_ = std::move(f); }
   // Connects and initialises; done is called once.
   void Start(Done done);
   // An admin command: `sqe` with opcode, NSID and CDWs (CID, PSDT and SGL are set here); `len`
@@ -133,7 +145,12 @@ class HostCtrlr : public HostQpair::Owner {
   void InitIdentify();
   void InitQueues();
   void InitNsList();
-  void InitNextNs(size_t i, std::vector<uint32_t> list);
+  using NsDone = std::function<void(int32_t status, const std::string& what)>;
+  void ReadNamespaces(NsDone done);
+  void ReadNextNs(size_t i, std::vector<uint32_t> list, std::shared_ptr<std::vector<NsData>> out, NsDone done);
+  void InitAer();
+  void SubmitAer();
+  void OnAsyncEvent(uint32_t dw0);
   void InitDone();
   void PropGet(uint32_t ofst, bool size8, std::function<void(int32_t, uint64_t)> cb);
   void PropSet(uint32_t ofst, uint64_t value, bool size8, std::function<void(int32_t)> cb);
@@ -167,6 +184,9 @@ class HostCtrlr : public HostQpair::Owner {
   uint32_t vs_ = 0;
   std::vector<uint8_t> identify_;
   std::vector<NsData> ns_;
+  std::function<void(const AsyncEvent&)> event_cb_;
+  uint32_t incarnation_ = 0;  // bumped when initialisation completes (events of an older one are dropped)
+  static constexpr uint32_t kEventLogBytes = 4096;
   uint32_t io_queues_granted_ = 0;
   uint32_t max_xfer_ = 0;
   uint32_t in_capsule_limit_ = 0;

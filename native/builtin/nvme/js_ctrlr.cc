@@ -44,6 +44,7 @@ Napi::Function JsNvmeCtrlr::Init(Napi::Env env) {
                          InstanceMethod("detach", &JsNvmeCtrlr::Detach),
                          InstanceMethod("state", &JsNvmeCtrlr::State),
                          InstanceMethod("stats", &JsNvmeCtrlr::Stats),
+                         InstanceMethod("onEvent", &JsNvmeCtrlr::OnEvent),
                      });
 }
 
@@ -62,6 +63,7 @@ JsNvmeCtrlr::JsNvmeCtrlr(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsNv
 JsNvmeCtrlr::~JsNvmeCtrlr() {
   if (host_) {
     host_->set_run_js([](const std::function<void()>&) {});  // no JS from a finalizer
+    host_->set_event_cb(nullptr);
     host_->Close();
     host_.reset();
   }
@@ -147,6 +149,7 @@ Napi::Value JsNvmeCtrlr::Connect(const Napi::CallbackInfo& info) {
   napi_get_uv_event_loop(env, &loop);
   host_ = std::make_unique<HostCtrlr>(loop, c);
   host_->set_run_js([this](const std::function<void()>& f) { RunJs(f); });
+  host_->set_event_cb([this](const AsyncEvent& ev) { DeliverEvent(ev); });
   started_ = true;
   busy_ = true;
   counted_ = true;
@@ -191,9 +194,35 @@ Napi::Object JsNvmeCtrlr::Describe(Napi::Env env) {
   return o;
 }
 
+// onEvent(fn): fn({ type, info, logPage, nsids, error?, controller }) for every asynchronous
+// event, `controller` being the data as connect() resolves it (namespaces re-read).
+Napi::Value JsNvmeCtrlr::OnEvent(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) ThrowSpdkError(info.Env(), "onEvent(fn)", EINVAL, "nvme.connect");
+  on_event_ = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+// Inside the host's run_js (a callback scope).
+void JsNvmeCtrlr::DeliverEvent(const AsyncEvent& ev) {
+  generation_++;  // namespace data may have changed: queue pairs look their LBA size up again
+  if (on_event_.IsEmpty()) return;
+  Napi::Env env(env_);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("type", Napi::Number::New(env, ev.type));
+  o.Set("info", Napi::Number::New(env, ev.info));
+  o.Set("logPage", Napi::Number::New(env, ev.log_page));
+  Napi::Array ids = Napi::Array::New(env, ev.nsids.size());
+  for (uint32_t i = 0; i < ev.nsids.size(); i++) ids.Set(i, Napi::Number::New(env, ev.nsids[i]));
+  o.Set("nsids", ids);
+  if (!ev.error.empty()) o.Set("error", Napi::String::New(env, ev.error));
+  o.Set("controller", Describe(env));
+  on_event_.Call({o});
+}
+
 void JsNvmeCtrlr::Release() {
   if (!counted_) return;
   counted_ = false;
+  on_event_.Reset();  // its closure holds the TypeScript controller, which holds us
   engine_->open_queues--;
   Unref();
 }

@@ -97,6 +97,8 @@ class JsNvmeCtrlr : public Napi::ObjectWrap<JsNvmeCtrlr> {
   Napi::Value Detach(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value OnEvent(const Napi::CallbackInfo& info);
+  void DeliverEvent(const AsyncEvent& ev);
   Napi::Object Describe(Napi::Env env);
   Napi::Error ConnectError(Napi::Env env, int err, const std::string& msg, int32_t status, uint32_t dw0);
   void Release();
@@ -107,6 +109,7 @@ class JsNvmeCtrlr : public Napi::ObjectWrap<JsNvmeCtrlr> {
   std::unique_ptr<HostCtrlr> host_;
   napi_async_context async_ctx_ = nullptr;
   Napi::ObjectReference resource_;
+  Napi::FunctionReference on_event_;
   bool started_ = false;
   bool counted_ = false;  // holds one of the engine's open_queues and a self reference
   bool busy_ = false;  // connect/reset/detach in progress
