@@ -7,7 +7,7 @@ import { RpcClient } from '../rpc/client';
 import { RpcForwarder } from '../rpc/forwarder';
 import type { EngineBackend } from './backend';
 import { loadLibspdk } from './load';
-import type { NativeApp } from './native';
+import type { LibspdkAddon, NativeApp } from './native';
 
 /** How much SPDK logs to stderr (SPDK's --logflag levels / spdk_log_set_print_level). */
 export type SpdkLogLevel = 'none' | 'error' | 'warning' | 'notice' | 'info' | 'debug';
@@ -69,6 +69,7 @@ export class LibspdkBackend implements EngineBackend {
   };
 
   private constructor(
+    private readonly addon: LibspdkAddon,
     private readonly app: NativeApp,
     readonly rpc: RpcForwarder,
     readonly rpcSocket: string,
@@ -115,13 +116,18 @@ export class LibspdkBackend implements EngineBackend {
     // The warning only once SPDK runs: a failed start says why in its error instead.
     if (mem.note) opts.warn(mem.note);
     const forwarder = new RpcForwarder(new RpcClient(socket, { timeoutMs: 0 }));
-    backend = new LibspdkBackend(app, forwarder, socket, privateDir, opts.warn);
+    backend = new LibspdkBackend(addon, app, forwarder, socket, privateDir, opts.warn);
     process.on('exit', backend.exitHook);
     return backend;
   }
 
   get buffers(): NativeApp {
     return this.app;
+  }
+
+  /** SPDK's NVMe driver, polled from the JS thread (native/libspdk/nvme/); any trtype SPDK knows. */
+  get nvme(): { addon: LibspdkAddon; owner: NativeApp; anyTransport: boolean } {
+    return { addon: this.addon, owner: this.app, anyTransport: true };
   }
 
   get failure(): string | undefined {

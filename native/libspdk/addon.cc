@@ -4,7 +4,9 @@
 #include <spdk/version.h>
 
 #include "../common/napi_util.h"
+#include "../common/nvme/host_desc.h"
 #include "js_app.h"
+#include "nvme/js_nvme.h"
 
 namespace spdk_node::libspdk {
 
@@ -22,6 +24,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spdkVersion", SPDK_VERSION_STRING);
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("App", JsApp::Init(env));
+  // spdk.nvme on SPDK's NVMe driver: the same interface as the builtin engine's host.
+  exports.Set("NvmeController", JsLsCtrlr::Init(env));
+  exports.Set("NvmeQpair", JsLsQpair::Init(env));
+  exports.Set("nvmeConstants", nvme_host::NvmeConstants(env));
   return exports;
 }
 

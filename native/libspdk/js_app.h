@@ -21,6 +21,11 @@ class JsApp : public Napi::ObjectWrap<JsApp> {
   explicit JsApp(const Napi::CallbackInfo& info);
   ~JsApp() override;
 
+  // JS thread: SPDK runs (started, not stopping); what spdk.nvme needs before touching SPDK.
+  bool running() const { return running_; }
+  // JS thread: the live buffer with this id (the NVMe host's payloads), or nullptr.
+  DmaBuffer* LookupBuffer(double id) const { return buffers_.Lookup(id); }
+
  private:
   using Task = std::function<void(Napi::Env)>;
   static void CallJs(Napi::Env env, Napi::Function, JsApp* self, Task* task);
