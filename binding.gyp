@@ -65,6 +65,8 @@
             "native/libspdk/app.cc",
             "native/libspdk/js_app.cc",
             "native/libspdk/bdev_queue.cc",
+            "native/libspdk/nvme/js_ctrlr.cc",
+            "native/libspdk/nvme/js_qpair.cc",
             "native/libspdk/addon.cc"
           ],
           "cflags_cc": ["<!@(node spdk/probe.js --cflags)"],

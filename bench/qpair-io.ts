@@ -3,7 +3,11 @@
  * by TypeScript through NvmeQpair's batch API, queue pairs owned by the JS thread) side by side
  * with SPDK's `spdk_nvme_perf`, against the same target.
  *
- *   npm run build && node dist/bench/qpair-io.js [--seconds 3] [--rounds 3] [--only TEXT] [--targets spdk,builtin] [--owner js|reactor]
+ *   npm run build && node dist/bench/qpair-io.js [--seconds 3] [--rounds 3] [--only TEXT] [--targets spdk,builtin] [--owner js|reactor] [--engine builtin|libspdk]
+ *
+ * `--engine libspdk`: the JS side is `spdk-node perf --engine libspdk`, i.e. TypeScript driving
+ * SPDK's own NVMe driver (queue pairs polled by the JS thread; SPDK's reactor in interrupt mode on
+ * the same core), against spdk_nvme_perf: the same driver driven by C.
  *
  * Cores: the initiator (either one) runs under `taskset -c 0` (spdk_nvme_perf with `-c 0x1`),
  * the target under `taskset -c 1`: SPDK's `nvmf_tgt -m 0x2`, or the builtin target in its own
@@ -44,6 +48,7 @@ const WORKLOADS = ALL.filter((w) => only === undefined || `${w.name} QD ${w.qd}`
 const targetsArg = process.argv.includes('--targets') ? process.argv[process.argv.indexOf('--targets') + 1] : 'spdk,builtin';
 const TARGETS = targetsArg.split(',').filter((t): t is TargetSide => t === 'spdk' || t === 'builtin');
 const owner = process.argv.includes('--owner') ? process.argv[process.argv.indexOf('--owner') + 1] : 'js';
+const engine = process.argv.includes('--engine') ? process.argv[process.argv.indexOf('--engine') + 1] : 'builtin';
 
 interface Sample {
   iops: number;
@@ -66,7 +71,7 @@ function runInitiator(who: Initiator, perfBin: string, port: number, w: Workload
   const args =
     who === 'c'
       ? ['-c', '0', perfBin, '--no-huge', '-s', '1024', '-c', '0x1', ...common]
-      : ['-c', '0', process.execPath, path.join(__dirname, '..', 'lib', 'cli', 'main.js'), 'perf', ...common, '--owner', owner, '--no-progress'];
+      : ['-c', '0', process.execPath, path.join(__dirname, '..', 'lib', 'cli', 'main.js'), 'perf', ...common, '--owner', owner, '--engine', engine, '--no-progress'];
   const r = spawnSync('taskset', args, { encoding: 'utf8', timeout: (seconds + 30) * 1000, killSignal: 'SIGKILL' });
   const all = `${r.stdout}\n${r.stderr}`;
   const m = /^Total\s*:\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)/m.exec(r.stdout ?? '');
@@ -111,7 +116,7 @@ async function main(): Promise<void> {
   const rounds = arg('rounds', 3);
   const samples = new Map<string, Sample[]>();
   const key = (t: TargetSide, i: Initiator, w: number): string => `${t}/${i}/${w}`;
-  console.log(`# qpair-io: spdk-node perf (TypeScript, owner ${owner}) vs spdk_nvme_perf (C), each on core 0, against a target on core 1 (polling); malloc ${BDEV_BYTES >> 20} MiB, ${BLOCK} B blocks; ${seconds}s x ${rounds} rounds, the initiators alternating per workload, the idle target SIGSTOPped`);
+  console.log(`# qpair-io: spdk-node perf (TypeScript, owner ${owner}, engine ${engine}) vs spdk_nvme_perf (C), each on core 0, against a target on core 1 (polling); malloc ${BDEV_BYTES >> 20} MiB, ${BLOCK} B blocks; ${seconds}s x ${rounds} rounds, the initiators alternating per workload, the idle target SIGSTOPped`);
   console.log(`# ${new Date().toISOString()} node ${process.version} ${execFileSync('uname', ['-r']).toString().trim()}; start: ${busyNote()}`);
   const targets = new Map<TargetSide, Target>();
   try {

@@ -5,7 +5,7 @@ import type { EngineBackend } from './engine/backend';
 import { BuiltinBackend } from './engine/builtin';
 import { LibspdkBackend, SpdkLogLevel, unsupported } from './engine/libspdk';
 import { chooseEngine, EngineChoice, EngineName } from './engine/load';
-import type { BuiltinAddon, NativeEngine } from './engine/native';
+import type { NativeEngine } from './engine/native';
 import { SpdkError } from './errors';
 import type { Dispatcher, RpcTarget } from './rpc/dispatcher';
 import { serveRpcHttp, RpcHttpEndpointOptions, RpcHttpServer } from './rpc/http';
@@ -152,15 +152,10 @@ export class Spdk {
     this.lvol = new LvolApi(this.rpc);
     this.nvmf = new NvmfApi(this.rpc);
     this.nvme = new NvmeApi({
-      // Only reached after assertRunning, which refuses on the libspdk engine.
-      addon: this.builtin?.addon as BuiltinAddon,
-      native: this.builtin?.native as NativeEngine,
+      native: backend.nvme,
       reactors: cores.length,
       allocBuffer: (n) => this.allocBuffer(n),
-      assertRunning: (op) => {
-        this.assertRunning(op);
-        this.requireBuiltin(op, "SPDK's NVMe driver is not wired to spdk.nvme yet");
-      },
+      assertRunning: (op) => this.assertRunning(op),
     });
   }
 

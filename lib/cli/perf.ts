@@ -34,6 +34,8 @@ export const perfUsage = `usage: spdk-node perf -q DEPTH -o BYTES -w PATTERN -t 
   -H, --enable-tcp-hdgst  NVMe/TCP header digest
   -I, --enable-tcp-ddgst  NVMe/TCP data digest
       --owner js|reactor  who owns the queue pairs (default js: the JS thread polls its sockets)
+      --engine builtin|libspdk  the NVMe host: the builtin engine's NVMe/TCP host (default), or SPDK's
+                          own NVMe driver (TCP, RDMA, PCIe) with the installed SPDK; owner js only
       --hostnqn NQN       host NQN
       --no-progress       no per-second progress lines on stderr`;
 
@@ -52,6 +54,7 @@ export interface PerfArgs {
   headerDigest: boolean;
   dataDigest: boolean;
   owner: QpairOwner;
+  engine: 'builtin' | 'libspdk';
   hostnqn?: string;
   progress: boolean;
 }
@@ -103,6 +106,7 @@ export function parsePerfArgs(argv: string[]): PerfArgs {
   let headerDigest = false;
   let dataDigest = false;
   let owner: QpairOwner = 'js';
+  let engine: 'builtin' | 'libspdk' = 'builtin';
   let hostnqn: string | undefined;
   let progress = true;
   for (let i = 0; i < argv.length; i++) {
@@ -137,7 +141,7 @@ export function parsePerfArgs(argv: string[]): PerfArgs {
       case '--transport': {
         const v = value();
         try {
-          trids.push(normalizeTransportId(v));
+          trids.push(normalizeTransportId(v, { anyTransport: true }));
         } catch (e) {
           throw usageError(`-r '${v}': ${(e as Error).message}`);
         }
@@ -164,6 +168,12 @@ export function parsePerfArgs(argv: string[]): PerfArgs {
         const v = value();
         if (v !== 'js' && v !== 'reactor') throw usageError(`--owner must be js or reactor, not '${v}'`);
         owner = v;
+        break;
+      }
+      case '--engine': {
+        const v = value();
+        if (v !== 'builtin' && v !== 'libspdk') throw usageError(`--engine must be builtin or libspdk, not '${v}'`);
+        engine = v;
         break;
       }
       case '--hostnqn':
@@ -200,7 +210,9 @@ export function parsePerfArgs(argv: string[]): PerfArgs {
   } else {
     throw usageError('-w (--io-pattern) io pattern type must be one of\n(read, write, randread, randwrite, rw, randrw)');
   }
-  return { depth, ioSize, pattern: base as 'read' | 'write' | 'rw', random, readPct, seconds, trids, cores, coresGiven, qpairsPerNs, headerDigest, dataDigest, owner, hostnqn, progress };
+  if (engine === 'libspdk' && owner !== 'js') throw usageError('--owner reactor is not available with --engine libspdk yet (queue pairs are polled by the JS thread)');
+  if (engine === 'builtin' && trids.some((t) => t.trtype !== 'TCP')) throw usageError("PCIe and RDMA controllers need --engine libspdk (the builtin host speaks NVMe/TCP)");
+  return { depth, ioSize, pattern: base as 'read' | 'write' | 'rw', random, readPct, seconds, trids, cores, coresGiven, qpairsPerNs, headerDigest, dataDigest, owner, engine, hostnqn, progress };
 }
 
 /** spdk_nvme_build_name: `TCP (addr:127.0.0.1 subnqn:nqn...)`, plus ` NSID n` for a namespace. */
@@ -324,7 +336,12 @@ export async function perf(argv: string[], out: (line: string) => void = (l) => 
   const a = parsePerfArgs(argv);
   if (pinned(a)) return process.exitCode as number;
   if (a.owner === 'js' && a.cores.length > 1) process.stderr.write(`owner js: one JS thread drives every queue pair; it runs on core ${a.cores[0]}\n`);
-  const spdk = await Spdk.start({ engine: 'builtin', cores: a.owner === 'reactor' ? a.cores : [a.cores[0]] });
+  // libspdk: SPDK's reactor shares the JS thread's core, so it runs in interrupt mode (it sleeps:
+  // nothing is scheduled on it; the JS thread polls the queue pairs), with SPDK's log quiet.
+  const spdk =
+    a.engine === 'libspdk'
+      ? await Spdk.start({ engine: 'libspdk', cores: [a.cores[0]], interruptMode: true, logLevel: 'error' })
+      : await Spdk.start({ engine: 'builtin', cores: a.owner === 'reactor' ? a.cores : [a.cores[0]] });
   const ctrlrs: NvmeController[] = [];
   const jobs: Job[] = [];
   try {

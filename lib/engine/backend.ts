@@ -1,7 +1,7 @@
 import type { SpdkJsonConfig } from '../config/subsystems';
 import type { RpcTarget } from '../rpc/dispatcher';
 import type { EngineName } from './load';
-import type { NativeBufferOwner, NativeConstants, NativeIoQueue } from './native';
+import type { NativeBufferOwner, NativeConstants, NativeIoQueue, NvmeAddon } from './native';
 import type { BdevInfo } from './types';
 
 /**
@@ -16,6 +16,12 @@ export interface EngineBackend {
   readonly rpc: RpcTarget;
   /** Engine memory for spdk.allocBuffer(). */
   readonly buffers: NativeBufferOwner;
+  /**
+   * spdk.nvme's native side: the addon's NvmeController/NvmeQpair classes and the object a
+   * controller is created with (builtin: its NVMe/TCP host on the Engine; libspdk: SPDK's NVMe
+   * driver, with the App whose buffers are the payloads).
+   */
+  readonly nvme: { addon: NvmeAddon; owner: object; anyTransport: boolean };
   /** The Unix socket SPDK's JSON-RPC is served on, if any. */
   readonly rpcSocket: string | undefined;
   /** A bdev by name, alias or UUID (undefined: none). */

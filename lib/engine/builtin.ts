@@ -82,6 +82,10 @@ export class BuiltinBackend implements EngineBackend {
     return this.native;
   }
 
+  get nvme(): { addon: BuiltinAddon; owner: NativeEngine; anyTransport: boolean } {
+    return { addon: this.addon, owner: this.native, anyTransport: false };
+  }
+
   get rpcSocket(): string | undefined {
     return this.rpcServer?.path;
   }

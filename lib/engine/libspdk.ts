@@ -127,6 +127,11 @@ export class LibspdkBackend implements EngineBackend {
     return this.app;
   }
 
+  /** SPDK's NVMe driver, polled from the JS thread (native/libspdk/nvme/); any trtype SPDK knows. */
+  get nvme(): { addon: LibspdkAddon; owner: NativeApp; anyTransport: boolean } {
+    return { addon: this.addon, owner: this.app, anyTransport: true };
+  }
+
   get failure(): string | undefined {
     return this.exitReason;
   }

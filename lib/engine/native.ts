@@ -201,6 +201,10 @@ export interface NativeNvmeConstants {
 
 /** What the native controller's connect() takes; TypeScript validated every field. */
 export interface NativeNvmeConnectOptions {
+  /** SPDK's string form, with the address resolved (the libspdk engine parses it with spdk_nvme_transport_id_parse). */
+  trid: string;
+  /** How errors name the controller, e.g. 127.0.0.1:4420. */
+  where: string;
   traddr: string;
   trsvcid: string;
   family: 4 | 6;
@@ -263,23 +267,29 @@ export interface NativeNvmeQpair {
   disconnect(): Promise<void>;
   reconnect(): Promise<void>;
   state(): { phase: 'new' | 'connecting' | 'ready' | 'failed' | 'closing' | 'closed'; failure?: string };
-  stats(): { pdusSent?: number; pdusReceived?: number; sendmsgCalls?: number; recvCalls?: number; copiedBytes?: number; directBytes?: number };
+  /** builtin: PDUs, system calls, bytes copied vs read in place; libspdk: submissions, completions, processCalls. */
+  stats(): { pdusSent?: number; pdusReceived?: number; sendmsgCalls?: number; recvCalls?: number; copiedBytes?: number; directBytes?: number; submissions?: number; completions?: number; processCalls?: number };
   inFlight(): number;
 }
 
-export interface BuiltinAddon {
-  engine: 'builtin';
-  setErrorClass(cls: Function): void;
-  Engine: new () => NativeEngine;
-  IoQueue: new (engine: NativeEngine, bdev: string, reactor: number, depth: number, onComplete: () => void) => NativeIoQueue;
-  constants: NativeConstants;
-  NvmeController: new (engine: NativeEngine) => NativeNvmeController;
+/** The NVMe host classes both addons export with the same interface (lib/nvme uses them). */
+export interface NvmeAddon {
+  /** `owner`: the builtin Engine, or the libspdk App. */
+  NvmeController: new (owner: object) => NativeNvmeController;
   NvmeQpair: new (
     ctrlr: NativeNvmeController,
     opts: { qid: number; depth: number; queueSize: number; reactor: number; spin: boolean; timeoutMs: number },
     onReady: (n: number) => void,
   ) => NativeNvmeQpair;
   nvmeConstants: NativeNvmeConstants;
+}
+
+export interface BuiltinAddon extends NvmeAddon {
+  engine: 'builtin';
+  setErrorClass(cls: Function): void;
+  Engine: new () => NativeEngine;
+  IoQueue: new (engine: NativeEngine, bdev: string, reactor: number, depth: number, onComplete: () => void) => NativeIoQueue;
+  constants: NativeConstants;
 }
 
 /** What both engines' addons hand out as I/O memory (native/common/buffer_table.h). */
@@ -324,7 +334,7 @@ export interface NativeApp extends NativeBufferOwner {
   state(): 'never' | 'starting' | 'running' | 'stopping' | 'exited';
 }
 
-export interface LibspdkAddon {
+export interface LibspdkAddon extends NvmeAddon {
   engine: 'libspdk';
   /** The SPDK the addon was built against, e.g. "SPDK v25.09". */
   spdkVersion: string;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { SpdkError } from '../errors';
 import type { SpdkBuffer } from '../buffer';
-import type { BuiltinAddon, NativeNvmeAsyncEvent, NativeNvmeController, NativeNvmeControllerInfo } from '../engine/native';
+import type { NvmeAddon, NativeNvmeAsyncEvent, NativeNvmeController, NativeNvmeControllerInfo } from '../engine/native';
 import { ControllerData, decodeControllerData, decodeNamespaceData } from './identify';
 import { NvmeNamespace } from './namespace';
 import { NvmeQpair, QpairOptions } from './qpair';
@@ -39,7 +39,7 @@ interface Snapshot {
 
 /** @internal What a controller needs from its Spdk. */
 export interface ControllerHost {
-  addon: BuiltinAddon;
+  addon: NvmeAddon;
   allocBuffer(length: number): SpdkBuffer;
   reactors: number;
   onDetached(c: NvmeController): void;

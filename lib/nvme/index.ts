@@ -6,10 +6,10 @@
 import * as crypto from 'node:crypto';
 import { SpdkError } from '../errors';
 import type { SpdkBuffer } from '../buffer';
-import type { BuiltinAddon, NativeEngine } from '../engine/native';
+import type { NvmeAddon } from '../engine/native';
 import { connectError, ControllerHost, NvmeController } from './controller';
 import { decodeDiscoveryLog, DiscoveryLog } from './identify';
-import { checkNqn, DISCOVERY_NQN, normalizeTransportId, resolveAddress, TransportId } from './trid';
+import { checkNqn, DISCOVERY_NQN, formatTransportId, normalizeTransportId, resolveAddress, TransportId } from './trid';
 
 export { NvmeController, NvmeAdmin } from './controller';
 export type { NvmeAsyncEvent } from './controller';
@@ -50,8 +50,8 @@ export interface ConnectOptions {
 
 /** @internal What the API needs from its Spdk. */
 export interface NvmeApiHost {
-  addon: BuiltinAddon;
-  native: NativeEngine;
+  /** The engine's NVMe host classes, what a controller is created with, whether PCIe/RDMA trids go through. */
+  native: { addon: NvmeAddon; owner: object; anyTransport: boolean };
   reactors: number;
   allocBuffer(length: number): SpdkBuffer;
   assertRunning(op: string): void;
@@ -122,7 +122,7 @@ export class NvmeApi {
     const op = discovery ? 'nvme.discover' : 'nvme.connect';
     this.host.assertRunning(op);
     if (opts === null || typeof opts !== 'object') throw SpdkError.invalidArg(op, 'options must be an object');
-    const tr = normalizeTransportId(trid);
+    const tr = normalizeTransportId(trid, { anyTransport: this.host.native.anyTransport });
     if (discovery && typeof trid !== 'string' && trid.subnqn === undefined) tr.subnqn = DISCOVERY_NQN;
     if (!discovery && tr.subnqn === DISCOVERY_NQN) throw SpdkError.invalidArg(op, 'subnqn is the discovery NQN: use spdk.nvme.discover()');
     const hostnqn = tr.hostnqn ?? opts.hostnqn ?? `nqn.2014-08.org.nvmexpress:uuid:${opts.hostid ?? PROCESS_HOST_UUID}`;
@@ -145,13 +145,15 @@ export class NvmeApi {
     const connectTimeoutMs = int(opts.connectTimeoutMs, 10000, 1, 3600000, 'connectTimeoutMs');
     const adminTimeoutMs = int(opts.adminTimeoutMs, 0, 0, 3600000, 'adminTimeoutMs');
     const ioTimeoutMs = int(opts.ioTimeoutMs, 0, 0, 3600000, 'ioTimeoutMs');
-    const { address, family } = await resolveAddress(tr);
+    const { address, family } = tr.trtype === 'PCIe' ? { address: tr.traddr, family: 4 as const } : await resolveAddress(tr);
     this.host.assertRunning(op);
-    const n = new this.host.addon.NvmeController(this.host.native);
+    const n = new this.host.native.addon.NvmeController(this.host.native.owner);
     let ctrlr: NvmeController | undefined;
     n.onEvent((e) => ctrlr?.onAsyncEvent(e));
     const info = await n
       .connect({
+        trid: formatTransportId({ ...tr, traddr: address }),
+        where: tr.trtype === 'PCIe' ? tr.traddr : family === 6 ? `[${address}]:${tr.trsvcid}` : `${address}:${tr.trsvcid}`,
         traddr: address,
         trsvcid: tr.trsvcid,
         family,
@@ -169,10 +171,10 @@ export class NvmeApi {
         adminTimeoutMs,
       })
       .catch((e: Error) => {
-        throw connectError(e, op, `cannot connect to ${tr.traddr}:${tr.trsvcid} (${tr.subnqn})`);
+        throw connectError(e, op, `cannot connect to ${tr.trtype === 'PCIe' ? tr.traddr : `${tr.traddr}:${tr.trsvcid}`} (${tr.subnqn})`);
       });
     const host: ControllerHost = {
-      addon: this.host.addon,
+      addon: this.host.native.addon,
       reactors: this.host.reactors,
       allocBuffer: (len) => this.host.allocBuffer(len),
       onDetached: (c) => this.controllers.delete(c),

@@ -12,11 +12,11 @@ export const DISCOVERY_NQN = 'nqn.2014-08.org.nvmexpress.discovery';
  * `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.spdk:cnode1`.
  */
 export interface TransportId {
-  /** 'TCP' (the builtin engine's host speaks NVMe/TCP only; PCIe and RDMA need the libspdk engine). */
+  /** 'TCP'; 'PCIe' and 'RDMA' with the libspdk engine (the builtin engine's host speaks NVMe/TCP only). */
   trtype: 'TCP' | 'PCIe' | 'RDMA';
   /** 'IPv4' (default) or 'IPv6'. */
   adrfam?: 'IPv4' | 'IPv6';
-  /** The target's address (an IP address, or a host name that resolves to one). */
+  /** The target's address (an IP address, or a host name that resolves to one); PCIe: the device's BDF (0000:01:00.0). */
   traddr: string;
   /** The TCP port (default 4420). */
   trsvcid?: string | number;
@@ -30,7 +30,7 @@ export interface TransportId {
 
 /** A transport ID with every default applied. */
 export interface ResolvedTransportId {
-  trtype: 'TCP';
+  trtype: 'TCP' | 'PCIe' | 'RDMA';
   adrfam: 'IPv4' | 'IPv6';
   traddr: string;
   trsvcid: string;
@@ -108,15 +108,27 @@ function canonicalAdrfam(v: string): 'IPv4' | 'IPv6' {
   }
 }
 
-/** Checks a string or object transport ID and applies the defaults (trsvcid 4420, subnqn discovery). */
-export function normalizeTransportId(t: string | TransportId): ResolvedTransportId {
+/**
+ * Checks a string or object transport ID and applies the defaults (trsvcid 4420, subnqn
+ * discovery). PCIe and RDMA are accepted with `{ anyTransport: true }` (the libspdk engine, whose
+ * SPDK driver speaks them); otherwise they throw ENOTSUP.
+ */
+export function normalizeTransportId(t: string | TransportId, opts: { anyTransport?: boolean } = {}): ResolvedTransportId {
   const tr = typeof t === 'string' ? parseTransportId(t) : t;
   if (tr === null || typeof tr !== 'object') throw bad('a transport ID is a string or an object');
   const trtype = canonicalTrtype(String(tr.trtype ?? 'TCP'));
-  if (trtype !== 'TCP') {
+  if (trtype !== 'TCP' && !opts.anyTransport) {
     throw new SpdkError(`trtype ${trtype} needs the libspdk engine; the builtin engine's host speaks NVMe/TCP`, { code: 'ENOTSUP', errno: 95, op: 'nvme.connect' });
   }
   if (typeof tr.traddr !== 'string' || tr.traddr === '') throw bad('traddr must be a non-empty string');
+  if (trtype === 'PCIe') {
+    // A local device: its PCI address; SPDK's driver checks it (and answers for a wrong one).
+    if (!/^([0-9a-f]{4,8}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i.test(tr.traddr)) throw bad(`traddr '${tr.traddr}' is not a PCI address (e.g. 0000:01:00.0)`);
+    const pcie: ResolvedTransportId = { trtype, adrfam: 'IPv4', traddr: tr.traddr, trsvcid: '', subnqn: tr.subnqn ?? '' };
+    if (tr.hostnqn !== undefined) pcie.hostnqn = tr.hostnqn;
+    if (tr.ns !== undefined) pcie.ns = tr.ns;
+    return pcie;
+  }
   let adrfam = tr.adrfam === undefined ? undefined : canonicalAdrfam(String(tr.adrfam));
   const ipv = net.isIP(tr.traddr);
   if (ipv === 6 && adrfam === 'IPv4') throw bad(`traddr ${tr.traddr} is an IPv6 address but adrfam is IPv4`);
@@ -156,5 +168,6 @@ export async function resolveAddress(tr: ResolvedTransportId): Promise<{ address
 
 /** SPDK's string form of a transport ID. */
 export function formatTransportId(tr: ResolvedTransportId): string {
+  if (tr.trtype === 'PCIe') return `trtype:PCIe traddr:${tr.traddr}`;
   return `trtype:${tr.trtype} adrfam:${tr.adrfam} traddr:${tr.traddr} trsvcid:${tr.trsvcid} subnqn:${tr.subnqn}`;
 }

@@ -5,8 +5,10 @@
 
 #include "../common/io_desc.h"
 #include "../common/napi_util.h"
+#include "../common/nvme/host_desc.h"
 #include "bdev_queue.h"
 #include "js_app.h"
+#include "nvme/js_nvme.h"
 
 namespace spdk_node::libspdk {
 
@@ -26,6 +28,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("App", JsApp::Init(env));
   exports.Set("IoQueue", BdevQueue::Init(env));
   exports.Set("constants", IoQueueConstants(env));
+  // spdk.nvme on SPDK's NVMe driver: the same interface as the builtin engine's host.
+  exports.Set("NvmeController", JsLsCtrlr::Init(env));
+  exports.Set("NvmeQpair", JsLsQpair::Init(env));
+  exports.Set("nvmeConstants", nvme_host::NvmeConstants(env));
   return exports;
 }
 

@@ -21,9 +21,9 @@ class JsApp : public Napi::ObjectWrap<JsApp> {
   explicit JsApp(const Napi::CallbackInfo& info);
   ~JsApp() override;
 
-  // JS thread: SPDK runs and stop() was not called.
+  // JS thread: SPDK runs (started, not stopping); what spdk.nvme needs before touching SPDK.
   bool running() const { return running_; }
-  // JS thread: a live buffer by id (nullptr when freed or unknown).
+  // JS thread: the live buffer with this id (the NVMe host's payloads), or nullptr.
   DmaBuffer* LookupBuffer(double id) const { return buffers_.Lookup(id); }
 
  private:

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "../../common/dma_buffer.h"
+#include "../../common/nvme/host_desc.h"
 #include "../../common/ring.h"
 #include "host_ctrlr.h"
 #include "host_qpair.h"
@@ -48,28 +49,7 @@ struct Poller;
 
 namespace nvme_host {
 
-// Descriptor words (Float64Array). Shared with lib/nvme/qpair.ts through `nvmeConstants`.
-enum NvmeDescWord : int {
-  kNdOp = 0,
-  kNdTag = 1,
-  kNdNsid = 2,
-  kNdBuf = 3,
-  kNdBufOffset = 4,
-  kNdLba = 5,
-  kNdCount = 6,  // blocks (read/write/compare/write zeroes) or ranges (deallocate)
-  kNdFlags = 7,
-  kNdWords = 8,
-};
-enum NvmeDescOp : int {
-  kNdRead = 1,
-  kNdWrite = 2,
-  kNdFlush = 3,
-  kNdWriteZeroes = 4,
-  kNdDeallocate = 5,
-  kNdCompare = 6,
-};
-constexpr uint32_t kNdFlagFua = 1;  // read/write/compare/write zeroes: Force Unit Access
-constexpr uint32_t kNdFlagDeac = 2;  // write zeroes: deallocate
+// The descriptor layout (kNd*) is in native/common/nvme/host_desc.h.
 
 class JsNvmeCtrlr : public Napi::ObjectWrap<JsNvmeCtrlr> {
  public:
