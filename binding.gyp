@@ -19,6 +19,7 @@
       "sources": [
         "native/common/napi_util.cc",
         "native/common/dma_buffer.cc",
+        "native/common/io_desc.cc",
         "native/common/buffer_table.cc",
         "native/common/huge_map.cc",
         "native/builtin/reactor/reactor.cc",
@@ -60,6 +61,7 @@
           "sources": [
             "native/common/napi_util.cc",
             "native/common/dma_buffer.cc",
+            "native/common/io_desc.cc",
             "native/common/buffer_table.cc",
             "native/libspdk/log.cc",
             "native/libspdk/app.cc",

@@ -7,6 +7,13 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "dma_buffer.h"
 
 namespace spdk_node {
 
@@ -27,6 +34,28 @@ constexpr int kMaxIovs = 32;
 
 // Operations (kDescOp).
 enum IoOp : int { kIoRead = 1, kIoWrite = 2, kIoFlush = 3, kIoUnmap = 4, kIoWriteZeroes = 5 };
+
+// A descriptor's operation, tag and block range.
+struct IoHead {
+  int op = 0;
+  uint32_t tag = 0;
+  uint64_t offset = 0;
+  uint64_t blocks = 0;
+};
+
+// Checks what every engine checks, the same way: a known operation, a tag below `depth`, a block
+// range inside `num_blocks` (of bdev `name`), at least one block unless a flush. Returns 0, or a
+// positive errno with *msg.
+int ParseIoHead(const double* d, uint32_t depth, uint64_t num_blocks, const std::string& name, IoHead* h,
+                std::string* msg);
+
+// A read's or write's payload: the descriptor's buffer (or its range of `iov_table`, which has
+// depth * 4 entries), each buffer looked up by id, in range and aligned to `align`, together
+// exactly `need` bytes. Fills iovs/bufs (kMaxIovs each) and *iovcnt. Returns 0 or a positive
+// errno with *msg.
+int ParseIoBuffers(const double* d, const double* iov_table, uint32_t depth, uint64_t need, uint32_t align,
+                   const std::string& name, const std::function<DmaBuffer*(double)>& lookup, struct iovec* iovs,
+                   DmaBuffer** bufs, int* iovcnt, std::string* msg);
 
 inline Napi::Object IoQueueConstants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);

@@ -32,7 +32,6 @@ namespace {
 const char* kOpOpen = "bdev.open";
 const char* kOpSubmit = "bdev.submit";
 
-bool IsUint(double v) { return v >= 0 && v <= 9007199254740991.0 && std::floor(v) == v; }
 
 uint32_t RingSize(const Napi::Value& v) {
   if (!v.IsNumber()) return 1;
@@ -228,93 +227,24 @@ void BdevQueue::OnBdevEvent(int type, spdk_bdev*, void* ctx) {
 // Submission (JS thread)
 
 int BdevQueue::Prepare(const double* d, std::string* msg) {
-  const double opd = d[kDescOp];
-  if (!(opd >= kIoRead && opd <= kIoWriteZeroes) || std::floor(opd) != opd) {
-    *msg = "unknown I/O type";
-    return EINVAL;
-  }
-  const int op = static_cast<int>(opd);
-  if ((supported_ & (1u << op)) == 0) {
-    *msg = std::string(OpName(op)) + " is not supported by bdev " + name_;
+  IoHead h;
+  if (int err = ParseIoHead(d, depth_, num_blocks_, name_, &h, msg)) return err;
+  if ((supported_ & (1u << h.op)) == 0) {
+    *msg = std::string(OpName(h.op)) + " is not supported by bdev " + name_;
     return ENOTSUP;
   }
-  const double tag = d[kDescTag];
-  if (!IsUint(tag) || tag >= depth_) {
-    *msg = "tag out of range";
-    return EINVAL;
-  }
-  Slot* s = &slots_[static_cast<uint32_t>(tag)];
+  Slot* s = &slots_[h.tag];
   if (s->busy) {
     *msg = "tag " + std::to_string(s->tag) + " is already in flight";
     return EBUSY;
   }
-  if (!IsUint(d[kDescOffsetBlocks]) || !IsUint(d[kDescNumBlocks])) {
-    *msg = "offsetBlocks and numBlocks must be non-negative integers";
-    return EINVAL;
-  }
-  const uint64_t off = static_cast<uint64_t>(d[kDescOffsetBlocks]);
-  const uint64_t num = static_cast<uint64_t>(d[kDescNumBlocks]);
-  if (off > num_blocks_ || num > num_blocks_ - off) {
-    *msg = "blocks [" + std::to_string(off) + ", +" + std::to_string(num) + ") beyond the end of " + name_ + " (" +
-           std::to_string(num_blocks_) + " blocks)";
-    return ERANGE;
-  }
-  if (num == 0 && op != kIoFlush) {
-    *msg = "numBlocks must be at least 1";
-    return EINVAL;
-  }
-  s->op = op;
-  s->offset = off;
-  s->blocks = num;
+  s->op = h.op;
+  s->offset = h.offset;
+  s->blocks = h.blocks;
   s->iovcnt = 0;
-  if (op != kIoRead && op != kIoWrite) return 0;
-  const uint64_t need = num * block_size_;
-  const double niov_d = d[kDescIovCount];
-  if (!IsUint(niov_d) || niov_d > kMaxIovs) {
-    *msg = "at most " + std::to_string(kMaxIovs) + " buffers per I/O";
-    return EINVAL;
-  }
-  const int niov = niov_d == 0 ? 1 : static_cast<int>(niov_d);
-  const double* iov_src = nullptr;
-  if (niov_d > 0) {
-    const double start = d[kDescIovStart];
-    if (!IsUint(start) || start + niov > static_cast<double>(depth_) * 4) {
-      *msg = "iov table range out of bounds";
-      return EINVAL;
-    }
-    iov_src = iov_table_ + static_cast<uint64_t>(start) * kIovWords;
-  }
-  uint64_t total = 0;
-  for (int i = 0; i < niov; i++) {
-    const double id = iov_src ? iov_src[i * kIovWords] : d[kDescBuf];
-    const double boff = iov_src ? iov_src[i * kIovWords + 1] : d[kDescBufOffset];
-    const double blen = iov_src ? iov_src[i * kIovWords + 2] : static_cast<double>(need);
-    DmaBuffer* b = app_->LookupBuffer(id);
-    if (b == nullptr) {
-      *msg = "buffer is freed or unknown";
-      return EBADF;
-    }
-    if (!IsUint(boff) || !IsUint(blen) || blen == 0 || boff + blen > static_cast<double>(b->len)) {
-      *msg = "buffer range [" + std::to_string(static_cast<uint64_t>(boff)) + ", +" +
-             std::to_string(static_cast<uint64_t>(blen)) + ") exceeds the buffer (" + std::to_string(b->len) + " bytes)";
-      return ERANGE;
-    }
-    uint8_t* p = b->data + static_cast<uint64_t>(boff);
-    if (align_ > 1 && (reinterpret_cast<uintptr_t>(p) % align_) != 0) {
-      *msg = "bdev " + name_ + " needs buffers aligned to " + std::to_string(align_) + " bytes";
-      return EINVAL;
-    }
-    s->iovs[i].iov_base = p;
-    s->iovs[i].iov_len = static_cast<size_t>(blen);
-    s->bufs[i] = b;
-    total += static_cast<uint64_t>(blen);
-  }
-  if (total != need) {
-    *msg = "buffers hold " + std::to_string(total) + " bytes; the I/O needs " + std::to_string(need);
-    return EINVAL;
-  }
-  s->iovcnt = niov;
-  return 0;
+  if (h.op != kIoRead && h.op != kIoWrite) return 0;
+  return ParseIoBuffers(d, iov_table_, depth_, h.blocks * block_size_, align_, name_,
+                        [this](double id) { return app_->LookupBuffer(id); }, s->iovs, s->bufs, &s->iovcnt, msg);
 }
 
 Napi::Value BdevQueue::Submit(const Napi::CallbackInfo& info) {

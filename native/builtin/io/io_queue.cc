@@ -19,7 +19,6 @@ namespace {
 // with bench/bdev-io.ts: 4 and 64 both lose to 16 at queue depths 32 and 128.
 constexpr uint32_t kNotifyBatch = 16;
 
-bool IsUint(double v) { return v >= 0 && v <= 9007199254740991.0 && std::floor(v) == v; }
 
 void FinalizeNothing(napi_env, void*, void*) {}
 
@@ -143,16 +142,12 @@ Napi::Value JsIoQueue::Open(const Napi::CallbackInfo& info) {
 }
 
 int JsIoQueue::Prepare(const double* d, std::string* msg) {
-  const double op = d[kDescOp];
-  if (!(op >= 1 && op <= 5) || std::floor(op) != op) {
-    *msg = "unknown I/O type";
-    return EINVAL;
-  }
-  IoType type = static_cast<IoType>(static_cast<int>(op));
+  IoHead h;
+  if (int err = ParseIoHead(d, depth_, bdev_->num_blocks(), bdev_->name(), &h, msg)) return err;
+  const IoType type = static_cast<IoType>(h.op);
   // Read-only first: a read-only bdev reports writes unsupported, but the answer to a write is
   // "read-only" (EROFS; EPERM for an lvol, as SPDK's blobstore answers).
-  if ((type == IoType::kWrite || type == IoType::kUnmap || type == IoType::kWriteZeroes) &&
-      bdev_->read_only()) {
+  if ((type == IoType::kWrite || type == IoType::kUnmap || type == IoType::kWriteZeroes) && bdev_->read_only()) {
     *msg = "bdev " + bdev_->name() + " is read-only";
     return bdev_->read_only_errno();
   }
@@ -160,95 +155,24 @@ int JsIoQueue::Prepare(const double* d, std::string* msg) {
     *msg = std::string(IoTypeName(type)) + " is not supported by bdev " + bdev_->name();
     return ENOTSUP;
   }
-  const double tag = d[kDescTag];
-  if (!IsUint(tag) || tag >= depth_) {
-    *msg = "tag out of range";
-    return EINVAL;
-  }
-  Slot* s = &slots_[static_cast<uint32_t>(tag)];
+  Slot* s = &slots_[h.tag];
   if (s->busy) {
     *msg = "tag " + std::to_string(s->tag) + " is already in flight";
     return EBUSY;
   }
-  if (!IsUint(d[kDescOffsetBlocks]) || !IsUint(d[kDescNumBlocks])) {
-    *msg = "offsetBlocks and numBlocks must be non-negative integers";
-    return EINVAL;
-  }
-  const uint64_t off = static_cast<uint64_t>(d[kDescOffsetBlocks]);
-  const uint64_t num = static_cast<uint64_t>(d[kDescNumBlocks]);
-  if (off > bdev_->num_blocks() || num > bdev_->num_blocks() - off) {
-    *msg = "blocks [" + std::to_string(off) + ", +" + std::to_string(num) + ") beyond the end of " +
-           bdev_->name() + " (" + std::to_string(bdev_->num_blocks()) + " blocks)";
-    return ERANGE;
-  }
-  if (num == 0 && type != IoType::kFlush) {
-    *msg = "numBlocks must be at least 1";
-    return EINVAL;
-  }
   s->io.type = type;
-  s->io.offset_blocks = off;
-  s->io.num_blocks = num;
+  s->io.offset_blocks = h.offset;
+  s->io.num_blocks = h.blocks;
   s->io.iovcnt = 0;
   s->nbufs = 0;
   if (type != IoType::kRead && type != IoType::kWrite) return 0;
-
-  const uint64_t need = num * bdev_->block_size();
-  const uint32_t align = bdev_->required_alignment();
-  const double niov_d = d[kDescIovCount];
-  if (!IsUint(niov_d) || niov_d > kMaxIovs) {
-    *msg = "at most " + std::to_string(kMaxIovs) + " buffers per I/O";
-    return EINVAL;
-  }
-  const int niov = niov_d == 0 ? 1 : static_cast<int>(niov_d);
-  const double* iov_src = nullptr;
-  if (niov_d > 0) {
-    const double start = d[kDescIovStart];
-    const uint64_t table_len = static_cast<uint64_t>(depth_) * 4;
-    if (!IsUint(start) || start + niov > table_len) {
-      *msg = "iov table range out of bounds";
-      return EINVAL;
-    }
-    iov_src = iov_table_ + static_cast<uint64_t>(start) * kIovWords;
-  }
-  uint64_t total = 0;
-  for (int i = 0; i < niov; i++) {
-    double id, boff, blen;
-    if (iov_src) {
-      id = iov_src[i * kIovWords];
-      boff = iov_src[i * kIovWords + 1];
-      blen = iov_src[i * kIovWords + 2];
-    } else {
-      id = d[kDescBuf];
-      boff = d[kDescBufOffset];
-      blen = static_cast<double>(need);
-    }
-    DmaBuffer* b = engine_->LookupBuffer(id);
-    if (b == nullptr) {
-      *msg = "buffer is freed or unknown";
-      return EBADF;
-    }
-    if (!IsUint(boff) || !IsUint(blen) || blen == 0 || boff + blen > static_cast<double>(b->len)) {
-      *msg = "buffer range [" + std::to_string(static_cast<uint64_t>(boff)) + ", +" +
-             std::to_string(static_cast<uint64_t>(blen)) + ") exceeds the buffer (" +
-             std::to_string(b->len) + " bytes)";
-      return ERANGE;
-    }
-    uint8_t* p = b->data + static_cast<uint64_t>(boff);
-    if (align > 1 && ((reinterpret_cast<uintptr_t>(p) | static_cast<uint64_t>(blen)) % align) != 0) {
-      *msg = "bdev " + bdev_->name() + " needs buffers aligned to " + std::to_string(align) + " bytes";
-      return EINVAL;
-    }
-    s->iovs[i].iov_base = p;
-    s->iovs[i].iov_len = static_cast<size_t>(blen);
-    s->bufs[i] = b;
-    total += static_cast<uint64_t>(blen);
-  }
-  if (total != need) {
-    *msg = "buffers hold " + std::to_string(total) + " bytes; the I/O needs " + std::to_string(need);
-    return EINVAL;
-  }
-  s->io.iovcnt = niov;
-  s->nbufs = niov;
+  int n = 0;
+  if (int err = ParseIoBuffers(d, iov_table_, depth_, h.blocks * bdev_->block_size(), bdev_->required_alignment(),
+                               bdev_->name(), [this](double id) { return engine_->LookupBuffer(id); }, s->iovs,
+                               s->bufs, &n, msg))
+    return err;
+  s->io.iovcnt = n;
+  s->nbufs = n;
   return 0;
 }
 
