@@ -19,7 +19,6 @@ namespace {
 
 const char* kOpSubmit = "nvme.submit";
 
-bool IsUint(double v) { return v >= 0 && v <= 9007199254740991.0 && std::floor(v) == v; }
 
 void FinalizeNothing(napi_env, void*, void*) {}
 
@@ -270,23 +269,10 @@ void JsNvmeQpair::OnRequestDone(HostRequest* r) {
 // Submission
 
 int JsNvmeQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
-  const double opd = d[kNdOp];
-  if (!(opd >= kNdRead && opd <= kNdCompare) || std::floor(opd) != opd) {
-    *msg = "unknown I/O type";
-    return EINVAL;
-  }
-  const int op = static_cast<int>(opd);
-  const double tagd = d[kNdTag];
-  if (!(tagd >= -2147483648.0 && tagd <= 2147483647.0) || std::floor(tagd) != tagd) {
-    *msg = "tag must be an int32";
-    return EINVAL;
-  }
-  const double nsidd = d[kNdNsid];
-  if (!(nsidd >= 1 && nsidd <= 4294967294.0) || std::floor(nsidd) != nsidd) {
-    *msg = "invalid namespace ID";
-    return EINVAL;
-  }
-  const uint32_t nsid = static_cast<uint32_t>(nsidd);
+  NvmeIoHead h;
+  if (int err = ParseNvmeHead(d, &h, msg)) return err;
+  const int op = h.op;
+  const uint32_t nsid = h.nsid;
   uint32_t lba_size = 0;
   if (op != kNdFlush) {
     if (nsid == last_nsid_ && last_gen_ == ctrlr_->generation()) {
@@ -307,50 +293,16 @@ int JsNvmeQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
       last_gen_ = ctrlr_->generation();
     }
   }
-  const double countd = d[kNdCount];
-  const double max_count = op == kNdDeallocate ? 256 : 65536;
-  if (op != kNdFlush && (!(countd >= 1 && countd <= max_count) || std::floor(countd) != countd)) {
-    *msg = op == kNdDeallocate ? "a deallocate takes 1..256 ranges" : "block count must be 1..65536";
-    return EINVAL;
-  }
-  const uint32_t count = op == kNdFlush ? 0 : static_cast<uint32_t>(countd);
-  const double lbad = d[kNdLba];
-  if (op != kNdFlush && op != kNdDeallocate && !IsUint(lbad)) {
-    *msg = "LBA must be a non-negative integer below 2^53";
-    return EINVAL;
-  }
-  const uint64_t lba = op == kNdFlush || op == kNdDeallocate ? 0 : static_cast<uint64_t>(lbad);
-  const double flagsd = d[kNdFlags];
-  const uint32_t flags = flagsd >= 0 && flagsd < 256 ? static_cast<uint32_t>(flagsd) : 0;
-
+  const uint32_t count = h.count;
+  const uint64_t lba = h.lba;
+  const uint32_t flags = h.flags;
   DmaBuffer* buf = nullptr;
   uint64_t off = 0, len = 0;
-  if (op == kNdRead || op == kNdWrite || op == kNdCompare || op == kNdDeallocate) {
-    len = op == kNdDeallocate ? static_cast<uint64_t>(count) * 16 : static_cast<uint64_t>(count) * lba_size;
-    buf = engine_->LookupBuffer(d[kNdBuf]);
-    if (buf == nullptr) {
-      *msg = "buffer is freed or unknown";
-      return EBADF;
-    }
-    const double offd = d[kNdBufOffset];
-    if (!IsUint(offd) || offd + static_cast<double>(len) > static_cast<double>(buf->len)) {
-      *msg = "buffer range [" + std::to_string(static_cast<uint64_t>(offd)) + ", +" + std::to_string(len) +
-             ") exceeds the buffer (" + std::to_string(buf->len) + " bytes)";
-      return ERANGE;
-    }
-    off = static_cast<uint64_t>(offd);
-    if (op != kNdDeallocate && max_xfer_ != 0 && len > max_xfer_) {
-      *msg = std::to_string(len) + " bytes exceed the controller's maximum data transfer size (" +
-             std::to_string(max_xfer_) + " bytes)";
-      return EINVAL;
-    }
-    for (Slot* s = static_cast<Slot*>(buf->host_io); s != nullptr; s = s->next) {
-      if (off < s->off + s->len && s->off < off + len) {
-        *msg = "buffer bytes [" + std::to_string(off) + ", +" + std::to_string(len) +
-               ") overlap an I/O in flight (bytes [" + std::to_string(s->off) + ", +" + std::to_string(s->len) + "))";
-        return EBUSY;
-      }
-    }
+  if (int err = ParseNvmePayload(d, h, lba_size, max_xfer_, [this](double id) { return engine_->LookupBuffer(id); },
+                                 &buf, &off, &len, msg))
+    return err;
+  if (buf != nullptr) {
+    if (int err = CheckNoOverlap(static_cast<const Slot*>(buf->host_io), off, len, msg)) return err;
   }
   if (free_.empty()) {
     *msg = "the qpair has " + std::to_string(depth_) + " I/Os in flight (its depth)";
@@ -360,7 +312,7 @@ int JsNvmeQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
   free_.pop_back();
   Slot& s = slots_[cid];
   s.busy = true;
-  s.tag = static_cast<int32_t>(tagd);
+  s.tag = h.tag;
   s.op = static_cast<uint8_t>(op);
   s.abort_deadline_us = 0;
   s.buf = buf;

@@ -6,6 +6,10 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
+
+#include "../dma_buffer.h"
 
 namespace spdk_node {
 namespace nvme_host {
@@ -32,6 +36,39 @@ enum NvmeDescOp : int {
 };
 constexpr uint32_t kNdFlagFua = 1;  // read/write/compare/write zeroes: Force Unit Access
 constexpr uint32_t kNdFlagDeac = 2;  // write zeroes: deallocate
+
+// What both engines check in a descriptor before looking the namespace up: the operation, an
+// int32 tag, a namespace ID, the block or range count, the LBA. 0 or a positive errno with *msg.
+struct NvmeIoHead {
+  int op = 0;
+  int32_t tag = 0;
+  uint32_t nsid = 0;
+  uint32_t count = 0;  // 0 for a flush
+  uint64_t lba = 0;    // 0 for a flush or a deallocate
+  uint32_t flags = 0;
+};
+int ParseNvmeHead(const double* d, NvmeIoHead* h, std::string* msg);
+
+// The data buffer of a read, write, compare (count * lba_size bytes, within the controller's
+// maximum transfer `max_xfer`, 0 = none) or deallocate (16 bytes per range): looked up by id and
+// in range. Sets *buf, *off, *len (*buf stays null for commands without data). 0 or an errno.
+int ParseNvmePayload(const double* d, const NvmeIoHead& h, uint32_t lba_size, uint32_t max_xfer,
+                     const std::function<DmaBuffer*(double)>& lookup, DmaBuffer** buf, uint64_t* off, uint64_t* len,
+                     std::string* msg);
+
+// Refuses bytes [off, off + len) of a buffer that overlap a command in flight on it: `head` is
+// the buffer's list of in-flight slots (each with off, len, next). 0 or EBUSY with *msg.
+template <class Slot>
+int CheckNoOverlap(const Slot* head, uint64_t off, uint64_t len, std::string* msg) {
+  for (const Slot* s = head; s != nullptr; s = s->next) {
+    if (off < s->off + s->len && s->off < off + len) {
+      *msg = "buffer bytes [" + std::to_string(off) + ", +" + std::to_string(len) + ") overlap an I/O in flight (bytes [" +
+             std::to_string(s->off) + ", +" + std::to_string(s->len) + "))";
+      return EBUSY;
+    }
+  }
+  return 0;
+}
 
 // The addon's `nvmeConstants` object.
 inline Napi::Object NvmeConstants(Napi::Env env) {

@@ -28,7 +28,6 @@ constexpr uint64_t kTickMs = 1;
 // ABORTED - SQ DELETION (SCT 0, SC 08h), what SPDK completes a command with when its qpair goes.
 constexpr int32_t kAbortedSqDeletion = 0x08;
 
-bool IsUint(double v) { return v >= 0 && v <= 9007199254740991.0 && std::floor(v) == v; }
 
 void FinalizeNothing(napi_env, void*, void*) {}
 
@@ -259,23 +258,9 @@ void JsLsQpair::Poll() {
 // Submission
 
 int JsLsQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
-  const double opd = d[kNdOp];
-  if (!(opd >= kNdRead && opd <= kNdCompare) || std::floor(opd) != opd) {
-    *msg = "unknown I/O type";
-    return EINVAL;
-  }
-  const int op = static_cast<int>(opd);
-  const double tagd = d[kNdTag];
-  if (!(tagd >= -2147483648.0 && tagd <= 2147483647.0) || std::floor(tagd) != tagd) {
-    *msg = "tag must be an int32";
-    return EINVAL;
-  }
-  const double nsidd = d[kNdNsid];
-  if (!(nsidd >= 1 && nsidd <= 4294967294.0) || std::floor(nsidd) != nsidd) {
-    *msg = "invalid namespace ID";
-    return EINVAL;
-  }
-  const uint32_t nsid = static_cast<uint32_t>(nsidd);
+  NvmeIoHead h;
+  if (int err = ParseNvmeHead(d, &h, msg)) return err;
+  const uint32_t nsid = h.nsid;
   if (nsid != last_nsid_ || last_gen_ != ctrlr_->generation()) {
     spdk_nvme_ctrlr* c = ctrlr_->ctrlr();
     spdk_nvme_ns* ns = spdk_nvme_ctrlr_is_active_ns(c, nsid) ? spdk_nvme_ctrlr_get_ns(c, nsid) : nullptr;
@@ -289,46 +274,13 @@ int JsLsQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
     // Payloads are extended LBAs when metadata is interleaved with the data.
     last_lba_size_ = spdk_nvme_ns_get_extended_sector_size(ns);
   }
-  const uint32_t lba_size = last_lba_size_;
-  const double countd = d[kNdCount];
-  const double max_count = op == kNdDeallocate ? 256 : 65536;
-  if (op != kNdFlush && (!(countd >= 1 && countd <= max_count) || std::floor(countd) != countd)) {
-    *msg = op == kNdDeallocate ? "a deallocate takes 1..256 ranges" : "block count must be 1..65536";
-    return EINVAL;
-  }
-  const uint32_t count = op == kNdFlush ? 0 : static_cast<uint32_t>(countd);
-  if (op != kNdFlush && op != kNdDeallocate && !IsUint(d[kNdLba])) {
-    *msg = "LBA must be a non-negative integer below 2^53";
-    return EINVAL;
-  }
   DmaBuffer* buf = nullptr;
   uint64_t off = 0, len = 0;
-  if (op == kNdRead || op == kNdWrite || op == kNdCompare || op == kNdDeallocate) {
-    len = op == kNdDeallocate ? static_cast<uint64_t>(count) * 16 : static_cast<uint64_t>(count) * lba_size;
-    buf = ctrlr_->app()->LookupBuffer(d[kNdBuf]);
-    if (buf == nullptr) {
-      *msg = "buffer is freed or unknown";
-      return EBADF;
-    }
-    const double offd = d[kNdBufOffset];
-    if (!IsUint(offd) || offd + static_cast<double>(len) > static_cast<double>(buf->len)) {
-      *msg = "buffer range [" + std::to_string(static_cast<uint64_t>(offd)) + ", +" + std::to_string(len) +
-             ") exceeds the buffer (" + std::to_string(buf->len) + " bytes)";
-      return ERANGE;
-    }
-    off = static_cast<uint64_t>(offd);
-    if (op != kNdDeallocate && max_xfer_ != 0 && len > max_xfer_) {
-      *msg = std::to_string(len) + " bytes exceed the controller's maximum data transfer size (" +
-             std::to_string(max_xfer_) + " bytes)";
-      return EINVAL;
-    }
-    for (Slot* s = static_cast<Slot*>(buf->host_io); s != nullptr; s = s->next) {
-      if (off < s->off + s->len && s->off < off + len) {
-        *msg = "buffer bytes [" + std::to_string(off) + ", +" + std::to_string(len) +
-               ") overlap an I/O in flight (bytes [" + std::to_string(s->off) + ", +" + std::to_string(s->len) + "))";
-        return EBUSY;
-      }
-    }
+  if (int err = ParseNvmePayload(d, h, last_lba_size_, max_xfer_,
+                                 [this](double id) { return ctrlr_->app()->LookupBuffer(id); }, &buf, &off, &len, msg))
+    return err;
+  if (buf != nullptr) {
+    if (int err = CheckNoOverlap(static_cast<const Slot*>(buf->host_io), off, len, msg)) return err;
   }
   if (free_.empty()) {
     *msg = "the qpair has " + std::to_string(depth_) + " I/Os in flight (its depth)";
@@ -338,7 +290,7 @@ int JsLsQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
   free_.pop_back();
   Slot& s = slots_[cid];
   s.busy = true;
-  s.tag = static_cast<int32_t>(tagd);
+  s.tag = h.tag;
   s.buf = buf;
   s.off = off;
   s.len = len;
