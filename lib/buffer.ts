@@ -27,6 +27,8 @@ export class SpdkBuffer {
   readonly hugepage: boolean;
   private readonly [kEngine]: NativeBufferOwner;
   private view: Uint8Array | undefined;
+  /** Promise-API I/Os using it from the call until they settle (queued or batched ones included). */
+  private held = 0;
 
   /** @internal */
   constructor(engine: NativeBufferOwner, length: number) {
@@ -51,18 +53,46 @@ export class SpdkBuffer {
 
   /** I/Os currently using this buffer. */
   get inFlight(): number {
-    return this[kEngine].bufferInfo(this.id)?.inFlight ?? 0;
+    return Math.max(this[kEngine].bufferInfo(this.id)?.inFlight ?? 0, this.held);
   }
 
   /** Returns the memory now. Throws EBUSY while an I/O uses it; a second call throws EBADF. */
   free(): void {
     if (this.freed) throw this.freedError('buffer.free');
+    // A promise-API I/O may not have reached native code yet (it is submitted with its batch a
+    // microtask later, or waits for a free slot): it uses the buffer all the same.
+    if (this.held > 0) throw new SpdkError(`buffer is in use by ${this.held} I/O(s)`, { errno: 16, op: 'buffer.free' });
     this[kEngine].freeBuffer(this.id);
     this.view = undefined;
   }
 
   [Symbol.dispose](): void {
     if (!this.freed) this.free();
+  }
+
+  /**
+   * @internal Holds `bufs` for one promise-API I/O from now until it settles: returns the
+   * resolve/reject to settle it with, which release them.
+   */
+  static holdUntilSettled<T>(bufs: Array<SpdkBuffer | undefined>, resolve: (v: T) => void, reject: (e: Error) => void): [(v: T) => void, (e: Error) => void] {
+    const held = bufs.filter((b): b is SpdkBuffer => b !== undefined);
+    for (const b of held) b.held++;
+    let done = false;
+    const release = (): void => {
+      if (done) return;
+      done = true;
+      for (const b of held) b.held--;
+    };
+    return [
+      (v: T) => {
+        release();
+        resolve(v);
+      },
+      (e: Error) => {
+        release();
+        reject(e);
+      },
+    ];
   }
 
   /** @internal */

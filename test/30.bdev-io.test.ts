@@ -166,6 +166,16 @@ for (const kind of kinds) {
       expect(() => buf.free()).to.throw(SpdkError);
     });
 
+    it('a buffer is the I/O\'s from the call: free() right after read() (before the batch is submitted) throws EBUSY', async () => {
+      const buf = spdk.allocBuffer(8 * bdev.blockSize);
+      const p = bdev.read(buf, { offsetBlocks: 0, numBlocks: 8 });
+      expect(buf.inFlight).to.equal(1);
+      expect(() => buf.free()).to.throw(SpdkError).with.property('errno', 16);
+      await p;
+      expect(buf.inFlight).to.equal(0);
+      buf.free();
+    });
+
     it('an I/O on a deleted bdev fails with ENODEV', async () => {
       const driver = kind.name === 'malloc' ? 'bdev_malloc_delete' : 'bdev_uring_delete';
       await spdk.rpc.call(driver, { name: bdev.name });

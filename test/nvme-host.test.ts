@@ -665,6 +665,8 @@ for (const kind of TARGETS) {
             const ns = c.namespace(1);
             const b = buffer(8192, 4);
             const p1 = qp.write(ns, b, 0, 8);
+            // The buffer is the command's from the call, before its batch is sent.
+            expectThrow(() => b.free(), (e) => expect((e as SpdkError).code).to.equal('EBUSY'));
             await new Promise((r) => setTimeout(r, 20));
             expect(b.inFlight).to.equal(1);
             expect(qp.outstanding).to.equal(1);

@@ -1,5 +1,5 @@
 import { SpdkError } from '../errors';
-import type { SpdkBuffer } from '../buffer';
+import { SpdkBuffer } from '../buffer';
 import type { BdevInfo } from '../engine/types';
 import { IoQueue, IoSegment } from './queue';
 
@@ -126,12 +126,14 @@ export class BdevHandle {
   }
 
   private issue(prep: (q: IoQueue) => number, buf: SpdkBuffer | undefined, op: string, segs?: IoSegment[]): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (buf?.freed) return reject(buf.freedError(op));
+    return new Promise<void>((settleOk, settleErr) => {
+      if (buf?.freed) return settleErr(buf.freedError(op));
       if (segs) {
-        for (const s of segs) if (s.buffer.freed) return reject(s.buffer.freedError(op));
+        for (const s of segs) if (s.buffer.freed) return settleErr(s.buffer.freedError(op));
       }
-      if (this.queue.closed) return reject(new SpdkError(`bdev ${this.name} is closed`, { errno: 108, op }));
+      if (this.queue.closed) return settleErr(new SpdkError(`bdev ${this.name} is closed`, { errno: 108, op }));
+      // The buffers are this I/O's from now on, though it reaches native code a microtask later.
+      const [resolve, reject] = SpdkBuffer.holdUntilSettled([buf, ...(segs ?? []).map((s) => s.buffer)], settleOk, settleErr);
       const attempt = (): void => {
         let tag: number;
         try {

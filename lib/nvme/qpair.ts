@@ -1,5 +1,5 @@
 import { SpdkError } from '../errors';
-import type { SpdkBuffer } from '../buffer';
+import { SpdkBuffer } from '../buffer';
 import type { NativeNvmeConstants, NativeNvmeQpair } from '../engine/native';
 import { NvmeCommandInfo, opcodeName, statusError } from './status';
 import type { NvmeNamespace } from './namespace';
@@ -448,9 +448,10 @@ export class NvmeQpair {
     this.ops[i] = undefined;
     this.freeOps.push(i);
     this.opsOut--;
-    if (op.scratch && !op.scratch.freed) op.scratch.free();
+    // Settled first: that releases the command's hold on its buffer (the scratch one included).
     if (status === 0) op.resolve();
     else op.reject(statusError(status, op.info, opName(op.info), status < 0 ? this.failure ?? undefined : undefined));
+    if (op.scratch && !op.scratch.freed) op.scratch.free();
     const next = this.waitq.shift();
     if (next) next();
   }
@@ -493,7 +494,10 @@ export class NvmeQpair {
   }
 
   private op(opc: number, ns: NvmeNamespace, buf: SpdkBuffer | undefined, lba: number, count: number, opts?: IoOptions, flags = 0, scratch?: SpdkBuffer): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<void>((settleOk, settleErr) => {
+      // The buffer is this command's from the call (it may wait for a slot, and is sent with its
+      // batch a microtask later): free() refuses it until the promise settles.
+      const [resolve, reject] = buf instanceof SpdkBuffer ? SpdkBuffer.holdUntilSettled([buf], settleOk, settleErr) : [settleOk, settleErr];
       const info: NvmeCommandInfo = { queue: 'io', opcode: OPCODES[opc], command: opcodeName(OPCODES[opc], false), nsid: ns?.id, qid: this.id };
       if (opc !== this.c.OP_FLUSH && opc !== this.c.OP_DEALLOCATE) {
         info.lba = lba;
@@ -501,8 +505,8 @@ export class NvmeQpair {
       }
       const start = (): void => {
         if (this.closing) {
-          if (scratch && !scratch.freed) scratch.free();
           reject(new SpdkError('the qpair is freed', { errno: ENOTCONN, op: OP_NAMES[opc] }));
+          if (scratch && !scratch.freed) scratch.free();
           return;
         }
         const i = this.freeOps.pop() as number;
@@ -522,8 +526,8 @@ export class NvmeQpair {
         if (this.pending + this.inFlight >= this.depth || this.freeOps.length === 0) this.waitq.push(start);
         else start();
       } catch (e) {
+        reject(e as Error);
         if (scratch && !scratch.freed) scratch.free();
-        reject(e);
       }
     });
   }
@@ -597,8 +601,8 @@ export class NvmeQpair {
     this.ops[i] = undefined;
     this.freeOps.push(i);
     this.opsOut--;
-    if (op.scratch && !op.scratch.freed) op.scratch.free();
     op.reject(err);
+    if (op.scratch && !op.scratch.freed) op.scratch.free();
     const next = this.waitq.shift();
     if (next) next();
   }
