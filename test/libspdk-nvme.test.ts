@@ -5,7 +5,10 @@
  * processes talk over 127.0.0.1. Covers connect and Identify, admin commands, write/read/compare
  * with random patterns, 1 MiB I/O, flush/write zeroes/deallocate, the batch API, NVMe errors,
  * connection refused and a wrong NQN, a namespace added on the target, the target killed with
- * I/O in flight, and `spdk-node perf --engine libspdk`.
+ * I/O in flight, queue pairs owned by a reactor (I/O, the batch path, free with I/O in flight,
+ * controller reset), command timeouts on both owners (against nvmf_tgt's delay bdev, which
+ * aborts, and the builtin target's slow bdev in this process, which cannot), and
+ * `spdk-node perf --engine libspdk`.
  *
  * Skipped with one line where the libspdk addon is not built or nvmf_tgt is not installed;
  * with CI=true and SPDK installed, a missing addon fails instead.
@@ -13,6 +16,7 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { Spdk } from '../lib';
 import { libspdkUnavailableReason } from '../lib/engine/load';
 import { uniqueSocketPath } from './helpers/env';
 import { freePort } from './helpers/nvme-tcp-host';
@@ -26,6 +30,8 @@ const CLI = path.join(__dirname, '..', 'lib', 'cli', 'main.js');
 const NQN = 'nqn.2016-06.io.spdk:lnvme1';
 const UUID = '6b1e0e4c-7c2a-4d8e-9b0a-2f4a0c2b9d42';
 const MIB = 1024 * 1024;
+const SLOW_NQN = 'nqn.2016-06.io.spdk:lnvme-slow';
+const DELAY_US = 1500000;
 
 async function configure(tgt: SpdkProcess, port: number): Promise<void> {
   const call = (m: string, p?: unknown): Promise<unknown> => tgt.client.call(m, p as never);
@@ -36,6 +42,19 @@ async function configure(tgt: SpdkProcess, port: number): Promise<void> {
   await call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'Malloc0', uuid: UUID } });
   await call('nvmf_subsystem_add_ns', { nqn: NQN, namespace: { bdev_name: 'Malloc1' } });
   await call('nvmf_subsystem_add_listener', { nqn: NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
+  await addSlowSubsystem(call, port, async () => {
+    // SPDK's delay bdev: every I/O takes DELAY_US, and it aborts one on request.
+    await call('bdev_malloc_create', { name: 'SlowBase', num_blocks: 2048, block_size: 512 });
+    await call('bdev_delay_create', { base_bdev_name: 'SlowBase', name: 'Slow0', avg_read_latency: DELAY_US, p99_read_latency: DELAY_US, avg_write_latency: DELAY_US, p99_write_latency: DELAY_US });
+  });
+}
+
+async function addSlowSubsystem(call: (m: string, p?: unknown) => Promise<unknown>, port: number, createSlow0: () => Promise<void>): Promise<void> {
+  await createSlow0();
+  await call('nvmf_create_transport', { trtype: 'TCP' }).catch(() => undefined);
+  await call('nvmf_create_subsystem', { nqn: SLOW_NQN, allow_any_host: true, serial_number: 'SPDKNODELNVME002', model_number: 'spdk-node slow' });
+  await call('nvmf_subsystem_add_ns', { nqn: SLOW_NQN, namespace: { bdev_name: 'Slow0' } });
+  await call('nvmf_subsystem_add_listener', { nqn: SLOW_NQN, listen_address: { trtype: 'TCP', adrfam: 'IPv4', traddr: '127.0.0.1', trsvcid: String(port) } });
 }
 
 /** Code run in the child before each test body: the API, helpers and the controller. */
@@ -199,9 +218,163 @@ describe('spdk.nvme on the libspdk engine (SPDK NVMe driver, host in a child pro
     expect(r.calls as number).to.be.below(96);
   });
 
-  it("owner 'reactor' and per-command timeouts are refused with ERR_ENGINE_UNSUPPORTED", async () => {
-    const r = (await run(`return [await errorOf(ctx.ctrlr.allocQpair({ owner: 'reactor' })), await errorOf(ctx.ctrlr.allocQpair({ timeoutMs: 100 }))];`)) as Array<Record<string, unknown>>;
-    for (const e of r) expect(e.code).to.equal('ERR_ENGINE_UNSUPPORTED');
+  it("owner 'reactor': random data written and read back at depth 64, the batch path, both namespaces; reactor out of range refused", async () => {
+    const r = (await run(`const qp = await ctx.ctrlr.allocQpair({ owner: 'reactor', depth: 64 });
+      const out = { owner: qp.owner, bad: 0, same: 0 };
+      for (const nsid of [1, 2]) {
+        const ns = ctx.ctrlr.namespace(nsid);
+        const n = 64, blocks = 8, bytes = blocks * ns.sectorSize;
+        const w = spdk.allocBuffer(n * bytes); fill(w.bytes, 4242 + nsid); const rd = spdk.allocBuffer(n * bytes);
+        const base = Math.floor(Math.random() * (ns.numSectors - n * blocks));
+        await Promise.all(Array.from({ length: n }, (_, i) => qp.write(ns, w, base + i * blocks, blocks, { bufferOffset: i * bytes })));
+        // The batch path on the same queue pair: reads, reaped through a ring.
+        const ring = new Int32Array(2 * n);
+        for (let t = 0; t < n; t++) qp.submitRead(ns, rd, base + t * blocks, blocks, t, t * bytes);
+        qp.flushSubmissions();
+        let done = 0;
+        while (done < n) { const k = await qp.reap(ring); for (let i = 0; i < k; i++) if (ring[2 * i + 1] !== 0) out.bad++; done += k; }
+        if (same(w.bytes, rd.bytes)) out.same++;
+        w.bytes[0] ^= 1;
+        out['miscompare' + nsid] = (await errorOf(qp.compare(ns, w, base, blocks)))?.name;
+        w.free(); rd.free();
+      }
+      out.outstanding = qp.outstanding;
+      out.stats = qp.stats();
+      await qp.free();
+      out.state = qp.state;
+      out.badReactor = await errorOf(ctx.ctrlr.allocQpair({ owner: 'reactor', reactor: 1 }));
+      return out;`)) as Record<string, unknown>;
+    expect(r.owner).to.equal('reactor');
+    expect(r.bad).to.equal(0);
+    expect(r.same).to.equal(2);
+    expect(r.miscompare1).to.equal('NvmeError');
+    expect(r.miscompare2).to.equal('NvmeError');
+    expect(r.outstanding).to.equal(0);
+    expect(r.stats).to.deep.equal({});
+    expect(r.state).to.equal('closed');
+    expect((r.badReactor as { code: string; message: string }).code).to.equal('ERR_INVALID_ARG');
+    expect((r.badReactor as { message: string }).message).to.match(/reactor must be 0\.\.0/);
+  });
+
+  it("owner 'reactor': free() with slow I/O in flight completes it with ABORTED - SQ DELETION; the buffer is released", async () => {
+    const r = (await run(`const k = await spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${SLOW_NQN}');
+      try {
+        const qp = await k.allocQpair({ owner: 'reactor', depth: 4 });
+        const b = spdk.allocBuffer(4096);
+        const ps = [0, 1, 2].map((i) => errorOf(qp.read(k.namespace(1), b, i, 1, { bufferOffset: i * 512 })));
+        await new Promise((r) => setTimeout(r, 100));
+        const t0 = Date.now();
+        await qp.free();
+        const errs = await Promise.all(ps);
+        return { ms: Date.now() - t0, errs: errs.map((e) => e && e.statusName), inFlight: b.inFlight, state: qp.state };
+      } finally { await k.detach(); }`)) as Record<string, unknown>;
+    expect(r.errs).to.deep.equal(['ABORTED - SQ DELETION', 'ABORTED - SQ DELETION', 'ABORTED - SQ DELETION']);
+    expect(r.ms as number).to.be.below(DELAY_US / 1000);
+    expect(r.inFlight).to.equal(0);
+    expect(r.state).to.equal('closed');
+  });
+
+  it('a second connect to the same controller and host NQN is refused (SPDK would share one controller); another host NQN gets its own', async () => {
+    const r = (await run(`const e = await errorOf(spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}'));
+      const k = await spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}', { hostnqn: 'nqn.2014-08.io.spdk-node:second-host' });
+      const out = { e, distinct: k.cntlid !== ctx.ctrlr.cntlid };
+      await k.detach();
+      // The first controller is untouched.
+      const b = spdk.allocBuffer(512); await ctx.qp.read(ctx.ctrlr.namespace(1), b, 0, 1); b.free();
+      return out;`)) as Record<string, unknown>;
+    expect((r.e as { code: string }).code).to.equal('EALREADY');
+    expect((r.e as { message: string }).message).to.match(/already connected to .* attaches a controller once per transport ID and host NQN/);
+    expect(r.distinct).to.equal(true);
+  });
+
+  it('ctrlr.reset() with queue pairs of both owners: they reconnect and do I/O again (a new association)', async () => {
+    const r = (await run(`const k = await spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}', { hostnqn: 'nqn.2014-08.io.spdk-node:reset-host' });
+      try {
+        const qs = [await k.allocQpair({ owner: 'js', depth: 8 }), await k.allocQpair({ owner: 'reactor', depth: 8 })];
+        const ns = k.namespace(1); const w = spdk.allocBuffer(4096); fill(w.bytes, 77); const rd = spdk.allocBuffer(4096);
+        for (const q of qs) await q.write(ns, w, 300, 8);
+        const cntlid = k.cntlid;
+        await k.reset();
+        const out = { states: qs.map((q) => q.state), newAssociation: k.cntlid !== cntlid, same: 0 };
+        for (const q of qs) { rd.bytes.fill(0); await q.read(ns, rd, 300, 8); if (same(w.bytes, rd.bytes)) out.same++; }
+        for (const q of qs) await q.free();
+        return out;
+      } finally { await k.detach(); }`)) as Record<string, unknown>;
+    expect(r.states).to.deep.equal(['ready', 'ready']);
+    expect(r.newAssociation).to.equal(true);
+    expect(r.same).to.equal(2);
+  });
+
+  for (const owner of ['js', 'reactor']) {
+    it(`a command timeout (${owner}), nvmf_tgt's delay bdev: an Abort, and the command completes with ABORTED - BY REQUEST before the target would have answered`, async () => {
+      const r = (await run(`const k = await spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${SLOW_NQN}');
+        try {
+          const qp = await k.allocQpair({ owner: '${owner}', depth: 4, timeoutMs: 300 });
+          const b = spdk.allocBuffer(512);
+          const t0 = Date.now();
+          const e = await errorOf(qp.read(k.namespace(1), b, 0, 1));
+          const out = { ms: Date.now() - t0, e, state: qp.state, inFlight: b.inFlight };
+          await qp.free();
+          return out;
+        } finally { await k.detach(); }`)) as Record<string, unknown>;
+      expect((r.e as { statusName: string }).statusName).to.equal('ABORTED - BY REQUEST');
+      expect(r.ms as number).to.be.below(DELAY_US / 1000);
+      expect(r.state).to.equal('ready');
+      expect(r.inFlight).to.equal(0);
+    });
+  }
+
+  describe("command timeouts against a target that cannot abort (the builtin engine's, in this process)", () => {
+    let builtin: Spdk | undefined;
+    let bport = 0;
+    before(async () => {
+      bport = await freePort();
+      builtin = await Spdk.start({ engine: 'builtin', cores: [1] });
+      const b = builtin;
+      await addSlowSubsystem((m, p) => b.rpc.call(m, p as never), bport, async () => {
+        // A test-only bdev of the builtin engine that delays every I/O and ignores Abort.
+        (b.nativeEngine as unknown as { createRecordBdev(n: string, blocks: number, bs: number, delayUs: number): unknown }).createRecordBdev('Slow0', 2048, 512, DELAY_US);
+      });
+    });
+    after(async () => {
+      await builtin?.stop();
+    });
+
+    for (const owner of ['js', 'reactor']) {
+      it(`owner ${owner}: the command fails with ETIMEDOUT, the others with ECONNABORTED, the qpair is failed; reset() recovers; no timeout: the slow command completes`, async () => {
+        const r = (await run(`const k = await spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${bport} subnqn:${SLOW_NQN}');
+          try {
+            const qp = await k.allocQpair({ owner: '${owner}', depth: 4, timeoutMs: 300 });
+            const ns = k.namespace(1); const b = spdk.allocBuffer(1024);
+            const t0 = Date.now();
+            const first = errorOf(qp.read(ns, b, 0, 1));
+            await new Promise((r) => setTimeout(r, 100));
+            const second = errorOf(qp.read(ns, b, 1, 1, { bufferOffset: 512 }));
+            const errs = await Promise.all([first, second]);
+            const out = { ms: Date.now() - t0, errs: errs.map((e) => e && [e.code, e.message]), state: qp.state, failure: qp.failure, inFlight: b.inFlight,
+              again: await errorOf(qp.read(ns, b, 0, 1)) };
+            await k.reset();
+            out.afterReset = qp.state;
+            const q2 = await k.allocQpair({ owner: '${owner}', depth: 2, timeoutMs: 0 });
+            const t1 = Date.now();
+            await q2.read(ns, b, 0, 1);
+            out.slowMs = Date.now() - t1;
+            return out;
+          } finally { await k.detach(); }`)) as Record<string, unknown>;
+        const errs = r.errs as Array<[string, string]>;
+        expect(errs[0][0]).to.equal('ETIMEDOUT');
+        expect(errs[0][1]).to.match(/READ \(nsid 1, lba 0, 1 blocks, qid \d+\) timed out/);
+        expect(errs[1][0]).to.equal('ECONNABORTED');
+        expect(r.ms as number).to.be.below(DELAY_US / 1000);
+        expect(r.state).to.equal('failed');
+        expect(r.failure).to.match(/got no completion within 300 ms and the controller did not abort it/);
+        expect(r.inFlight).to.equal(0);
+        expect((r.again as { code: string; message: string }).code).to.equal('ENOTCONN');
+        expect((r.again as { message: string }).message).to.match(/disconnected .*reset\(\) reconnects/);
+        expect(r.afterReset).to.equal('ready');
+        expect(r.slowMs as number).to.be.at.least(DELAY_US / 1000 - 50);
+      });
+    }
   });
 
   it('connection refused and a wrong subsystem NQN: clear SpdkErrors', async () => {

@@ -44,4 +44,15 @@ uint64_t GetUint(const Napi::Object& o, const char* key, const std::string& op) 
   return static_cast<uint64_t>(d);
 }
 
+namespace {
+void FinalizeNothing(napi_env, void*, void*) {}
+}  // namespace
+
+Napi::ArrayBuffer ExternalArrayBuffer(Napi::Env env, void* p, size_t len) {
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, p, len, FinalizeNothing, nullptr, &ab) != napi_ok)
+    throw Napi::Error::New(env, "cannot create an external ArrayBuffer");
+  return Napi::ArrayBuffer(env, ab);
+}
+
 }  // namespace spdk_node

@@ -28,4 +28,9 @@ std::string ErrnoText(int errno_value);
 // this is the cheap re-check).
 uint64_t GetUint(const Napi::Object& o, const char* key, const std::string& op);
 
+// Native memory a queue shares with JavaScript (descriptors, completion rings) as an external
+// ArrayBuffer without a finalizer: the queue frees the memory in its destructor, and the views
+// are reachable only through the queue's JS object, which holds them. Throws on failure.
+Napi::ArrayBuffer ExternalArrayBuffer(Napi::Env env, void* p, size_t len);
+
 }  // namespace spdk_node

@@ -39,14 +39,7 @@ uint32_t RingSize(const Napi::Value& v) {
   return d == 0 || d > 65536 ? 1 : d;
 }
 
-void FinalizeNothing(napi_env, void*, void*) {}
 
-Napi::ArrayBuffer External(Napi::Env env, void* p, size_t len) {
-  napi_value ab;
-  if (napi_create_external_arraybuffer(env, p, len, FinalizeNothing, nullptr, &ab) != napi_ok)
-    throw Napi::Error::New(env, "cannot create external ArrayBuffer");
-  return Napi::ArrayBuffer(env, ab);
-}
 
 const char* OpName(int op) {
   switch (op) {
@@ -95,16 +88,20 @@ BdevQueue::BdevQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BdevQueu
   cq_ = new int32_t[static_cast<size_t>(cq_cap_) * 2]();
   Napi::Object self = info.This().As<Napi::Object>();
   self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kDescWords,
-                                           External(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
+                                           ExternalArrayBuffer(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
   self.Set("iovs", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kIovWords * 4,
-                                           External(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
+                                           ExternalArrayBuffer(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
   self.Set("cq", Napi::Int32Array::New(env, static_cast<size_t>(cq_cap_) * 2,
-                                       External(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
+                                       ExternalArrayBuffer(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
   self.Set("cqCapacity", Napi::Number::New(env, cq_cap_));
-  if (napi_create_threadsafe_function(env, info[4], nullptr, Napi::String::New(env, "spdk-node:bdev-queue"), 0, 1,
-                                      nullptr, nullptr, this, &BdevQueue::CallJs, &tsfn_) != napi_ok)
-    throw Napi::Error::New(env, "cannot create completion wake-up");
-  napi_unref_threadsafe_function(env, tsfn_);  // the engine keeps the loop alive, not a queue
+  on_complete_ = Napi::Persistent(info[4].As<Napi::Function>());
+  link_ = std::make_unique<ReactorLink>(env, "spdk-node:bdev-queue", [this](Napi::Env e) {
+    if (closed_) return;
+    // A throwing onComplete is reported as uncaught (no C++ exception through N-API's frames).
+    napi_value undefined;
+    napi_get_undefined(e, &undefined);
+    napi_call_function(e, undefined, on_complete_.Value(), 0, nullptr, nullptr);
+  });
   Ref();  // SPDK's thread points at us until close() completes
 }
 
@@ -112,22 +109,6 @@ BdevQueue::~BdevQueue() {
   delete[] desc_;
   delete[] iov_table_;
   delete[] cq_;
-}
-
-void BdevQueue::PostToJs(Task* task) {
-  if (tsfn_ == nullptr || napi_call_threadsafe_function(tsfn_, task, napi_tsfn_nonblocking) != napi_ok) delete task;
-}
-
-void BdevQueue::CallJs(napi_env env, napi_value js_cb, void* context, void* data) {
-  std::unique_ptr<Task> task(static_cast<Task*>(data));
-  if (env == nullptr) return;  // torn down
-  if (task) return (*task)(Napi::Env(env));
-  if (js_cb == nullptr) return;
-  BdevQueue* self = static_cast<BdevQueue*>(context);
-  if (self->closed_) return;
-  napi_value undefined;
-  napi_get_undefined(env, &undefined);
-  napi_call_function(env, undefined, js_cb, 0, nullptr, nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,29 +133,16 @@ Napi::Value BdevQueue::Open(const Napi::CallbackInfo& info) {
     self.Set("requiredAlignment", Napi::Number::New(env, align_));
     deferred->Resolve(env.Undefined());
   };
-  // spdk_thread_create from SPDK's app thread (SPDK's threads are created from SPDK threads).
-  if (spdk_thread_send_msg(spdk_thread_get_app_thread(), &BdevQueue::CreateThread, this) != 0)
-    Fail(ENOMEM, "cannot reach SPDK's app thread");
+  link_->Start(core_, "spdk-node:" + name_, [this]() { OpenOnThread(this); },
+               [this](Napi::Env env, int err, const std::string& msg) { open_done_(env, err, msg); });
   return deferred->Promise();
 }
 
 void BdevQueue::Fail(int err, const std::string& msg) {
-  PostToJs(new Task([this, err, msg](Napi::Env env) { open_done_(env, err, msg); }));
+  link_->PostToJs([this, err, msg](Napi::Env env) { open_done_(env, err, msg); });
 }
 
-void BdevQueue::CreateThread(void* ctx) {
-  BdevQueue* q = static_cast<BdevQueue*>(ctx);
-  spdk_cpuset mask;
-  spdk_cpuset_zero(&mask);
-  spdk_cpuset_set_cpu(&mask, q->core_, true);
-  const std::string name = "spdk-node:" + q->name_;
-  q->thread_ = spdk_thread_create(name.c_str(), &mask);
-  if (q->thread_ == nullptr) return q->Fail(ENOMEM, "cannot create an SPDK thread on core " + std::to_string(q->core_));
-  spdk_thread_send_msg(q->thread_, &BdevQueue::OpenOnThread, q);
-}
-
-void BdevQueue::OpenOnThread(void* ctx) {
-  BdevQueue* q = static_cast<BdevQueue*>(ctx);
+void BdevQueue::OpenOnThread(BdevQueue* q) {
   auto event = [](enum spdk_bdev_event_type type, spdk_bdev* bdev, void* c) {
     OnBdevEvent(static_cast<int>(type), bdev, c);
   };
@@ -198,8 +166,7 @@ void BdevQueue::OpenOnThread(void* ctx) {
     }
   }
   if (rc != 0) {
-    spdk_thread_exit(q->thread_);
-    q->thread_ = nullptr;
+    q->link_->Exit();
     return q->Fail(-rc, msg);
   }
   spdk_bdev* b = spdk_bdev_desc_get_bdev(q->bdev_desc_);
@@ -213,7 +180,7 @@ void BdevQueue::OpenOnThread(void* ctx) {
   for (const auto& [op, t] : types)
     if (spdk_bdev_io_type_supported(b, t)) q->supported_ |= 1u << op;
   q->poller_ = spdk_poller_register(&BdevQueue::Poll, q, 0);
-  q->PostToJs(new Task([q](Napi::Env env) { q->open_done_(env, 0, ""); }));
+  q->link_->PostToJs([q](Napi::Env env) { q->open_done_(env, 0, ""); });
 }
 
 void BdevQueue::OnBdevEvent(int type, spdk_bdev*, void* ctx) {
@@ -290,15 +257,15 @@ int BdevQueue::Poll(void* ctx) {
   }
   if (q->unnotified_ > 0) {
     q->unnotified_ = 0;
-    q->Notify();
+    q->link_->Notify();
   }
   const bool idle = q->in_flight_.load(std::memory_order_acquire) == 0;
   if (idle && q->removed_.load(std::memory_order_acquire) && q->bdev_desc_ != nullptr) q->ReleaseBdev();
   if (idle && q->closing_.load(std::memory_order_acquire)) {
     q->ReleaseBdev();
     spdk_poller_unregister(&q->poller_);
-    spdk_thread_exit(q->thread_);
-    q->PostToJs(new Task([q](Napi::Env env) { q->FinishClose(env); }));
+    q->link_->Exit();
+    q->link_->PostToJs([q](Napi::Env env) { q->FinishClose(env); });
     return 1;
   }
   return busy ? SPDK_POLLER_BUSY : SPDK_POLLER_IDLE;
@@ -373,16 +340,11 @@ void BdevQueue::OnIoDone(spdk_bdev_io* io, bool success, void* ctx) {
   q->unnotified_++;  // Poll() wakes JS once per batch
 }
 
-void BdevQueue::Notify() {
-  if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
-  PostToJs(nullptr);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Completions and closing (JS thread)
 
 Napi::Value BdevQueue::Reap(const Napi::CallbackInfo& info) {
-  wake_pending_.store(false, std::memory_order_seq_cst);
+  link_->ClearWake();
   const uint32_t tail = cq_tail_.load(std::memory_order_acquire);
   const uint32_t n = tail - cq_head_;
   for (uint32_t i = 0; i < n; i++) {
@@ -414,8 +376,7 @@ void BdevQueue::FinishClose(Napi::Env env) {
   if (closed_) return;
   closed_ = true;
   ready_ = false;
-  napi_release_threadsafe_function(tsfn_, napi_tsfn_release);
-  tsfn_ = nullptr;
+  link_->Release();
   Napi::Value cb = Value().Get("_onClosed");
   if (cb.IsFunction()) cb.As<Napi::Function>().Call(Value(), {});
   app_ref_.Reset();

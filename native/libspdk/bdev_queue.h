@@ -23,12 +23,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "../common/dma_buffer.h"
 #include "../common/io_desc.h"
 #include "../common/ring.h"
+#include "reactor_link.h"
 
 struct spdk_bdev;
 struct spdk_bdev_desc;
@@ -50,7 +52,6 @@ class BdevQueue : public Napi::ObjectWrap<BdevQueue> {
 
  private:
   struct Slot;
-  using Task = std::function<void(Napi::Env)>;
 
   Napi::Value Open(const Napi::CallbackInfo& info);
   Napi::Value Submit(const Napi::CallbackInfo& info);
@@ -62,20 +63,14 @@ class BdevQueue : public Napi::ObjectWrap<BdevQueue> {
   // Any thread: open() fails with err (a positive errno) and msg.
   void Fail(int err, const std::string& msg);
 
-  // Any thread: runs task on the JS thread; nullptr = a completion wake-up.
-  void PostToJs(Task* task);
-  static void CallJs(napi_env env, napi_value js_cb, void* context, void* data);
-
   // The queue's SPDK thread.
-  static void CreateThread(void* ctx);
-  static void OpenOnThread(void* ctx);
+  static void OpenOnThread(BdevQueue* q);
   static void OnBdevEvent(int type, spdk_bdev* bdev, void* ctx);
   static int Poll(void* ctx);
   void SubmitOne(Slot* s);
   static void RetryIo(void* ctx);
   static void OnIoDone(spdk_bdev_io* io, bool success, void* ctx);
   void ReleaseBdev();
-  void Notify();
 
   JsApp* app_ = nullptr;
   Napi::ObjectReference app_ref_;
@@ -96,19 +91,18 @@ class BdevQueue : public Napi::ObjectWrap<BdevQueue> {
   uint32_t cq_cap_ = 0;
   alignas(64) std::atomic<uint32_t> cq_tail_{0};
   uint32_t cq_head_ = 0;  // JS thread
-  alignas(64) std::atomic<bool> wake_pending_{false};
   std::atomic<int> in_flight_{0};
   std::atomic<bool> closing_{false};
   std::atomic<bool> removed_{false};
   bool opened_ = false;  // JS thread: open() called
   bool ready_ = false;   // JS thread: open() resolved
   bool closed_ = false;
-  napi_threadsafe_function tsfn_ = nullptr;
+  Napi::FunctionReference on_complete_;
+  std::unique_ptr<ReactorLink> link_;  // the queue's SPDK thread and the way back to JS
   // Settles open()'s promise (JS thread).
   std::function<void(Napi::Env, int, const std::string&)> open_done_;
 
   // SPDK thread state.
-  spdk_thread* thread_ = nullptr;
   spdk_bdev_desc* bdev_desc_ = nullptr;
   spdk_io_channel* channel_ = nullptr;
   spdk_poller* poller_ = nullptr;

@@ -20,7 +20,6 @@ namespace {
 constexpr uint32_t kNotifyBatch = 16;
 
 
-void FinalizeNothing(napi_env, void*, void*) {}
 
 // The ring is built before the constructor body validates depth: never size it from junk.
 uint32_t RingSize(const Napi::Value& v) {
@@ -29,15 +28,6 @@ uint32_t RingSize(const Napi::Value& v) {
   return d == 0 || d > 65536 ? 1 : d;
 }
 
-// Shared memory regions handed to JS; the queue frees them in its destructor, and JS views
-// are only reachable through the queue object, which outlives them in practice. They are
-// external ArrayBuffers with no finalizer work so a late GC is harmless.
-Napi::ArrayBuffer External(Napi::Env env, void* p, size_t len) {
-  napi_value ab;
-  napi_status st = napi_create_external_arraybuffer(env, p, len, FinalizeNothing, nullptr, &ab);
-  if (st != napi_ok) throw Napi::Error::New(env, "cannot create external ArrayBuffer");
-  return Napi::ArrayBuffer(env, ab);
-}
 
 }  // namespace
 
@@ -98,11 +88,11 @@ JsIoQueue::JsIoQueue(const Napi::CallbackInfo& info)
 
   Napi::Object self = info.This().As<Napi::Object>();
   self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kDescWords,
-                                           External(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
+                                           ExternalArrayBuffer(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
   self.Set("iovs", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kIovWords * 4,
-                                           External(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
+                                           ExternalArrayBuffer(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
   self.Set("cq", Napi::Int32Array::New(env, static_cast<size_t>(cq_cap_) * 2,
-                                       External(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
+                                       ExternalArrayBuffer(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
   self.Set("cqCapacity", Napi::Number::New(env, cq_cap_));
   self.Set("blockSize", Napi::Number::New(env, bdev_->block_size()));
   self.Set("numBlocks", Napi::Number::New(env, static_cast<double>(bdev_->num_blocks())));

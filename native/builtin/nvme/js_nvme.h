@@ -36,6 +36,7 @@
 
 #include "../../common/dma_buffer.h"
 #include "../../common/nvme/host_desc.h"
+#include "../../common/nvme/host_slots.h"
 #include "../../common/ring.h"
 #include "host_ctrlr.h"
 #include "host_qpair.h"
@@ -108,16 +109,6 @@ class JsNvmeQpair : public Napi::ObjectWrap<JsNvmeQpair>, public HostQpair::Owne
   void OnStateChange(QpairState s) override;
 
  private:
-  struct Slot {
-    int32_t tag = 0;
-    bool busy = false;
-    uint8_t op = 0;
-    DmaBuffer* buf = nullptr;
-    uint64_t off = 0, len = 0;  // the byte range of buf this I/O uses
-    Slot* prev = nullptr;  // in buf->host_io
-    Slot* next = nullptr;
-    uint64_t abort_deadline_us = 0;  // an Abort was sent: the command must be gone by then
-  };
 
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value Submit(const Napi::CallbackInfo& info);
@@ -132,10 +123,6 @@ class JsNvmeQpair : public Napi::ObjectWrap<JsNvmeQpair>, public HostQpair::Owne
   uint32_t SubmitBatch(Napi::Env env, uint32_t count);
   // Validates descriptor d and fills a request for it: 0 (*cid set) or a positive errno.
   int Prepare(const double* d, uint16_t* cid, std::string* msg);
-  void Unprepare(uint16_t cid);
-  uint32_t CopyOut(int32_t* ring, uint32_t cap);
-  void Arm(Napi::Env env, Napi::Value ring, int32_t* ptr, uint32_t cap);
-  void Disarm();
   // Delivers armed completions (JS thread, inside a callback scope or a tsfn call).
   void Deliver(napi_env env, bool make_callback);
   void StartConnect(std::shared_ptr<Napi::Promise::Deferred> d);
@@ -175,24 +162,13 @@ class JsNvmeQpair : public Napi::ObjectWrap<JsNvmeQpair>, public HostQpair::Owne
   uv_timer_t* timer_ = nullptr;  // command timeouts ('js' owner and reactor owner alike)
   uint32_t max_xfer_ = 0;
 
-  std::vector<Slot> slots_;
-  std::vector<uint16_t> free_;
-  uint32_t in_flight_ = 0;  // JS view: submitted, not reaped
-  double* desc_ = nullptr;
-  uint32_t* cq_ = nullptr;  // {cid, status} pairs
-  uint32_t cq_mask_ = 0;
-  alignas(64) std::atomic<uint32_t> cq_tail_{0};
-  uint32_t cq_head_ = 0;
+  HostSlots io_;
+  // An Abort was sent for this CID: the command must be gone by then (JS thread).
+  std::vector<uint64_t> abort_deadline_us_;
   SpscRing<uint16_t> sq_;
   alignas(64) std::atomic<bool> wake_pending_{false};
   uint32_t unnotified_ = 0;
   napi_threadsafe_function tsfn_ = nullptr;
-
-  // The armed wait.
-  bool armed_ = false;
-  napi_ref ring_ref_ = nullptr;
-  int32_t* ring_ptr_ = nullptr;
-  uint32_t ring_cap_ = 0;
 
   // Connection state as the JS thread knows it.
   enum class Phase : uint8_t { kNew, kConnecting, kReady, kFailed, kClosing, kClosed };

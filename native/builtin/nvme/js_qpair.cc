@@ -19,16 +19,6 @@ namespace {
 
 const char* kOpSubmit = "nvme.submit";
 
-
-void FinalizeNothing(napi_env, void*, void*) {}
-
-Napi::ArrayBuffer External(Napi::Env env, void* p, size_t len) {
-  napi_value ab;
-  if (napi_create_external_arraybuffer(env, p, len, FinalizeNothing, nullptr, &ab) != napi_ok)
-    throw Napi::Error::New(env, "cannot create external ArrayBuffer");
-  return Napi::ArrayBuffer(env, ab);
-}
-
 uint32_t DepthArg(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsObject()) return 1;
   Napi::Value v = info[1].As<Napi::Object>().Get("depth");
@@ -59,7 +49,7 @@ Napi::Function JsNvmeQpair::Init(Napi::Env env) {
 
 // new NvmeQpair(ctrlr, { qid, depth, queueSize, reactor, spin, timeoutMs }, onReady)
 JsNvmeQpair::JsNvmeQpair(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<JsNvmeQpair>(info), sq_(DepthArg(info)) {
+    : Napi::ObjectWrap<JsNvmeQpair>(info), io_(DepthArg(info)), sq_(DepthArg(info)) {
   Napi::Env env = info.Env();
   env_ = env;
   const std::string op = "nvme.allocQpair";
@@ -78,26 +68,18 @@ JsNvmeQpair::JsNvmeQpair(const Napi::CallbackInfo& info)
   timeout_ms_ = static_cast<uint32_t>(GetUint(o, "timeoutMs", op));
   spin_ = o.Get("spin").ToBoolean();
   reactor_index_ = o.Get("reactor").As<Napi::Number>().Int32Value();
-  if (qid_ == 0 || depth_ == 0 || depth_ > 65535 || queue_size_ < 2 || queue_size_ > 65536)
+  if (qid_ == 0 || depth_ == 0 || depth_ > 65535 || depth_ != io_.depth() || queue_size_ < 2 || queue_size_ > 65536)
     ThrowSpdkError(env, "invalid qid, depth or queue size", EINVAL, op);
   if (reactor_index_ >= 0) {
     reactor_ = engine_->GetReactor(reactor_index_);
     if (reactor_ == nullptr) ThrowSpdkError(env, "no reactor " + std::to_string(reactor_index_), EINVAL, op);
   }
   max_xfer_ = h->max_xfer();
-  slots_.resize(depth_);
-  free_.reserve(depth_);
-  for (uint32_t i = depth_; i > 0; i--) free_.push_back(static_cast<uint16_t>(i - 1));
-  uint32_t cap = 1;
-  while (cap < depth_) cap <<= 1;
-  cq_mask_ = cap - 1;
-  desc_ = new double[static_cast<size_t>(depth_) * kNdWords]();
-  cq_ = new uint32_t[static_cast<size_t>(cap) * 2]();
+  abort_deadline_us_.assign(depth_, 0);
   hq_ = std::make_unique<HostQpair>(MakeOptions(), this);
 
   Napi::Object self = info.This().As<Napi::Object>();
-  self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kNdWords,
-                                           External(env, desc_, sizeof(double) * depth_ * kNdWords), 0));
+  self.Set("desc", io_.DescArray(env));
   on_ready_ = Napi::Persistent(info[2].As<Napi::Function>());
   if (reactor_ != nullptr) {
     napi_status st = napi_create_threadsafe_function(env, nullptr, nullptr,
@@ -117,10 +99,7 @@ JsNvmeQpair::~JsNvmeQpair() {
   if (driver_ != nullptr) driver_->Close();
   if (timer_ != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(timer_), FreeTimer);
   if (tsfn_ != nullptr) napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
-  if (ring_ref_ != nullptr) napi_delete_reference(env_, ring_ref_);
   hq_.reset();
-  delete[] desc_;
-  delete[] cq_;
 }
 
 QpairOptions JsNvmeQpair::MakeOptions() {
@@ -168,7 +147,7 @@ void JsNvmeQpair::StartConnect(std::shared_ptr<Napi::Promise::Deferred> d) {
       // Only enter JavaScript when there is something for it.
       const bool news = (phase_ == Phase::kConnecting && (hq_->ready() || hq_->failed())) ||
                         (phase_ == Phase::kReady && hq_->failed()) ||
-                        (armed_ && cq_head_ != cq_tail_.load(std::memory_order_acquire));
+                        (io_.armed() && io_.has_completions());
       if (news) ctrlr_->RunJs([this]() { Deliver(env_, true); });
     }, spin_);
     if (rc < 0) {
@@ -236,19 +215,7 @@ void JsNvmeQpair::Deliver(napi_env env, bool) {
       failure_ = hq_->error();
     }
   }
-  if (!armed_) return;
-  if (cq_head_ == cq_tail_.load(std::memory_order_acquire)) return;
-  const uint32_t n = CopyOut(ring_ptr_, ring_cap_);
-  Disarm();
-  napi_value fn = on_ready_.Value();
-  napi_value recv, arg;
-  napi_get_undefined(env, &recv);
-  napi_create_uint32(env, n, &arg);
-  if (napi_call_function(env, recv, fn, 1, &arg, nullptr) == napi_pending_exception) {
-    napi_value ex;
-    napi_get_and_clear_last_exception(env, &ex);
-    napi_fatal_exception(env, ex);
-  }
+  io_.Deliver(env, on_ready_.Value());
 }
 
 void JsNvmeQpair::OnStateChange(QpairState s) {
@@ -257,11 +224,7 @@ void JsNvmeQpair::OnStateChange(QpairState s) {
 
 void JsNvmeQpair::OnRequestDone(HostRequest* r) {
   // The owner's thread. The slot stays busy until JavaScript reaps this entry.
-  const uint32_t tail = cq_tail_.load(std::memory_order_relaxed);
-  uint32_t* e = cq_ + static_cast<size_t>(tail & cq_mask_) * 2;
-  e[0] = r->cid;
-  e[1] = static_cast<uint32_t>(r->status);
-  cq_tail_.store(tail + 1, std::memory_order_release);
+  io_.Push(r->cid, r->status);
   unnotified_++;
 }
 
@@ -301,32 +264,9 @@ int JsNvmeQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
   if (int err = ParseNvmePayload(d, h, lba_size, max_xfer_, [this](double id) { return engine_->LookupBuffer(id); },
                                  &buf, &off, &len, msg))
     return err;
-  if (buf != nullptr) {
-    if (int err = CheckNoOverlap(static_cast<const Slot*>(buf->host_io), off, len, msg)) return err;
-  }
-  if (free_.empty()) {
-    *msg = "the qpair has " + std::to_string(depth_) + " I/Os in flight (its depth)";
-    return EAGAIN;
-  }
-  const uint16_t cid = free_.back();
-  free_.pop_back();
-  Slot& s = slots_[cid];
-  s.busy = true;
-  s.tag = h.tag;
-  s.op = static_cast<uint8_t>(op);
-  s.abort_deadline_us = 0;
-  s.buf = buf;
-  s.off = off;
-  s.len = len;
-  s.prev = nullptr;
-  s.next = nullptr;
-  if (buf != nullptr) {
-    Slot* head = static_cast<Slot*>(buf->host_io);
-    s.next = head;
-    if (head != nullptr) head->prev = &s;
-    buf->host_io = &s;
-    buf->IoRef();
-  }
+  uint16_t cid;
+  if (int err = io_.Take(h, buf, off, len, &cid, msg)) return err;
+  abort_deadline_us_[cid] = 0;
   HostRequest* r = hq_->request(cid);
   uint8_t* q = r->sqe;
   memset(q, 0, 64);
@@ -367,22 +307,6 @@ int JsNvmeQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
   return 0;
 }
 
-void JsNvmeQpair::Unprepare(uint16_t cid) {
-  Slot& s = slots_[cid];
-  if (s.buf != nullptr) {
-    if (s.prev != nullptr)
-      s.prev->next = s.next;
-    else
-      s.buf->host_io = s.next;
-    if (s.next != nullptr) s.next->prev = s.prev;
-    s.buf->IoUnref();
-    s.buf = nullptr;
-  }
-  s.prev = s.next = nullptr;
-  s.busy = false;
-  free_.push_back(cid);
-}
-
 uint32_t JsNvmeQpair::SubmitBatch(Napi::Env env, uint32_t count) {
   if (phase_ != Phase::kReady || transport_failed_.load(std::memory_order_acquire)) {
     std::string why;
@@ -397,24 +321,10 @@ uint32_t JsNvmeQpair::SubmitBatch(Napi::Env env, uint32_t count) {
     }
     ThrowSpdkError(env, why, ENOTCONN, kOpSubmit);
   }
-  if (count > depth_) ThrowSpdkError(env, "more descriptors than the qpair's depth", EINVAL, kOpSubmit);
-  uint16_t cids[256];
-  std::vector<uint16_t> big;
-  uint16_t* prepared = cids;
-  if (count > 256) {
-    big.resize(count);
-    prepared = big.data();
-  }
-  for (uint32_t i = 0; i < count; i++) {
-    std::string msg;
-    const int rc = Prepare(desc_ + static_cast<size_t>(i) * kNdWords, &prepared[i], &msg);
-    if (rc == 0) continue;
-    for (uint32_t j = i; j > 0; j--) Unprepare(prepared[j - 1]);
-    Napi::Error e = MakeSpdkError(env, msg, rc, kOpSubmit);
-    e.Set("index", Napi::Number::New(env, i));
-    throw e;
-  }
-  in_flight_ += count;
+  const std::vector<uint16_t>& prepared =
+      io_.PrepareBatch(env, count, kOpSubmit, [this](const double* d, uint16_t* cid, std::string* msg) {
+        return Prepare(d, cid, msg);
+      });
   if (reactor_ == nullptr) {
     for (uint32_t i = 0; i < count; i++) hq_->Submit(hq_->request(prepared[i]));
     hq_->Flush();
@@ -436,39 +346,6 @@ Napi::Value JsNvmeQpair::Submit(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------
 // Completion
 
-uint32_t JsNvmeQpair::CopyOut(int32_t* ring, uint32_t cap) {
-  const uint32_t tail = cq_tail_.load(std::memory_order_acquire);
-  uint32_t n = 0;
-  while (cq_head_ != tail && n < cap) {
-    const uint32_t* e = cq_ + static_cast<size_t>(cq_head_ & cq_mask_) * 2;
-    const uint16_t cid = static_cast<uint16_t>(e[0]);
-    Slot& s = slots_[cid];
-    ring[2 * n] = s.tag;
-    ring[2 * n + 1] = static_cast<int32_t>(e[1]);
-    Unprepare(cid);
-    cq_head_++;
-    n++;
-  }
-  in_flight_ -= n;
-  return n;
-}
-
-void JsNvmeQpair::Arm(Napi::Env env, Napi::Value ring, int32_t* ptr, uint32_t cap) {
-  Disarm();
-  napi_create_reference(env, ring, 1, &ring_ref_);
-  ring_ptr_ = ptr;
-  ring_cap_ = cap;
-  armed_ = true;
-}
-
-void JsNvmeQpair::Disarm() {
-  if (ring_ref_ != nullptr) napi_delete_reference(env_, ring_ref_);
-  ring_ref_ = nullptr;
-  ring_ptr_ = nullptr;
-  ring_cap_ = 0;
-  armed_ = false;
-}
-
 // reap(ring: Int32Array, pending: number, wait: boolean) -> number
 // Submits the first `pending` descriptors (as submit()), takes what the socket has, copies up to
 // ring.length / 2 completions into ring as {tag, status} pairs and returns how many. With `wait`
@@ -476,16 +353,9 @@ void JsNvmeQpair::Disarm() {
 // onReady(count) is called.
 Napi::Value JsNvmeQpair::Reap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* data = nullptr;
-  if (!info[0].IsTypedArray() ||
-      napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_int32_array || length < 2)
-    ThrowSpdkError(env, "reap(ring) needs an Int32Array of at least 2 elements", EINVAL, "nvme.reap");
-  const uint32_t pending = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
-  const bool wait = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
-  const uint32_t older = in_flight_;
+  const ReapArgs a = ParseReapArgs(info);
+  const uint32_t older = io_.in_flight();
+  const uint32_t pending = a.pending;
   if (pending > 0) SubmitBatch(env, pending);
   // Read the socket now if commands older than the ones just sent are out (their completions
   // may be waiting there: taking them here saves a wake-up); right after sending the only ones
@@ -494,17 +364,12 @@ Napi::Value JsNvmeQpair::Reap(const Napi::CallbackInfo& info) {
     hq_->Process();
     if (driver_ != nullptr) driver_->Update();
   }
-  // Every reap replaces the armed wait: afterwards the wait is armed (on this ring) exactly when
-  // nothing was ready, `wait` was asked and I/O is in flight. TypeScript mirrors this rule.
-  Disarm();
   wake_pending_.store(false, std::memory_order_seq_cst);
-  const uint32_t n = CopyOut(static_cast<int32_t*>(data), static_cast<uint32_t>(length / 2));
-  if (n == 0 && wait && in_flight_ > 0) Arm(env, info[0], static_cast<int32_t*>(data), static_cast<uint32_t>(length / 2));
-  return Napi::Number::New(env, n);
+  return Napi::Number::New(env, io_.Collect(env, info[0], a));
 }
 
 Napi::Value JsNvmeQpair::InFlight(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), in_flight_);
+  return Napi::Number::New(info.Env(), io_.in_flight());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -625,9 +490,9 @@ void JsNvmeQpair::OnTimer(uv_timer_t* t) {
   }
   std::vector<uint16_t> overdue;
   for (uint32_t i = 0; i < self->depth_; i++) {
-    Slot& s = self->slots_[i];
-    if (s.busy && s.abort_deadline_us != 0 && now > s.abort_deadline_us) {
-      s.abort_deadline_us = 0;
+    uint64_t& deadline = self->abort_deadline_us_[i];
+    if (self->io_.slot(static_cast<uint16_t>(i)).busy && deadline != 0 && now > deadline) {
+      deadline = 0;
       overdue.push_back(static_cast<uint16_t>(i));
     }
   }
@@ -640,13 +505,13 @@ void JsNvmeQpair::OnTimer(uv_timer_t* t) {
 
 void JsNvmeQpair::HandleTimeouts(const std::vector<uint16_t>& cids) {
   for (uint16_t cid : cids) {
-    if (phase_ != Phase::kReady || !slots_[cid].busy) continue;
+    if (phase_ != Phase::kReady || !io_.slot(cid).busy) continue;
     std::shared_ptr<bool> alive = alive_;
     ctrlr_->AbortCommand(qid_, cid, [this, alive, cid](bool aborted) {
-      if (!*alive || phase_ != Phase::kReady || !slots_[cid].busy) return;
+      if (!*alive || phase_ != Phase::kReady || !io_.slot(cid).busy) return;
       if (aborted) {
         // Its completion (Aborted by Request) should follow; if not, disconnect later.
-        slots_[cid].abort_deadline_us = NowUs() + timeout_ms_ * 1000ull;
+        abort_deadline_us_[cid] = NowUs() + timeout_ms_ * 1000ull;
       } else {
         FailForTimeout(cid, timeout_ms_);
       }

@@ -70,6 +70,7 @@ JsLsCtrlr::JsLsCtrlr(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsLsCtrl
 JsLsCtrlr::~JsLsCtrlr() {
   // Only reached once detached (a connected controller holds a self reference), or never
   // connected. A controller SPDK still has (the env went away) is left to the process's end.
+  Live().erase(this);
   if (timer_ != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(timer_), FreeTimer);
   if (async_ctx_ != nullptr) napi_async_destroy(env_, async_ctx_);
 }
@@ -138,6 +139,19 @@ void JsLsCtrlr::Tick() {
         RunJs([this]() { FinishReset(Napi::Env(env_), -ETIMEDOUT); });
         break;
       }
+      if (qpairs_pending_.load(std::memory_order_acquire) > 0) break;  // reactors still disconnecting theirs
+      if (!admin_disconnected_) {
+        // Then the controller: its admin queue goes, SPDK initialises it again (a new association).
+        admin_disconnected_ = true;
+        ClearRecent();
+        const int rc = spdk_nvme_ctrlr_disconnect(ctrlr_);
+        FailAdmin(ECONNABORTED);
+        RunJs([this, rc]() {
+          DeliverAdmin(Napi::Env(env_));
+          if (rc != 0 && rc != -EBUSY) FinishReset(Napi::Env(env_), rc);
+        });
+        break;
+      }
       if (detach_ctx_ == nullptr) {
         // Step 1 (detach_ctx_ unused as a marker): wait until the admin queue is disconnected.
         if (spdk_nvme_ctrlr_process_admin_completions(ctrlr_) != -ENXIO) return;
@@ -152,6 +166,13 @@ void JsLsCtrlr::Tick() {
       break;
     }
     case Phase::kDetaching: {
+      if (qpairs_pending_.load(std::memory_order_acquire) > 0) break;  // reactors still freeing theirs
+      if (!admin_disconnected_) {
+        admin_disconnected_ = true;
+        // SPDK shuts the controller down (CC.SHN) and disconnects.
+        if (app_->running() && spdk_nvme_detach_async(ctrlr_, &detach_ctx_) != 0) detach_ctx_ = nullptr;
+        break;
+      }
       if (detach_ctx_ != nullptr && spdk_nvme_detach_poll_async(detach_ctx_) == -EAGAIN) return;
       detach_ctx_ = nullptr;
       RunJs([this]() { FinishDetach(Napi::Env(env_)); });
@@ -207,13 +228,24 @@ Napi::Value JsLsCtrlr::Connect(const Napi::CallbackInfo& info) {
   if (where_.empty()) where_ = trid;
   if (spdk_nvme_transport_id_parse(&trid_, trid.c_str()) != 0)
     ThrowSpdkError(env, "SPDK cannot parse the transport ID '" + trid + "'", EINVAL, kOpConnect);
+  hostnqn_ = GetStr(o, "hostnqn");
+  // SPDK's driver attaches a controller once per transport ID and host NQN: a second connect
+  // would be handed the same controller, whose reset or detach would then pull it from under
+  // the first NvmeController.
+  for (JsLsCtrlr* other : Live()) {
+    if (other != this && other->hostnqn_ == hostnqn_ && spdk_nvme_transport_id_compare(&other->trid_, &trid_) == 0)
+      ThrowSpdkError(env,
+                     "already connected to " + where_ + " (" + subnqn_ + ") as " + hostnqn_ +
+                         ": SPDK's driver attaches a controller once per transport ID and host NQN; use that "
+                         "NvmeController, or connect with another hostnqn",
+                     EALREADY, kOpConnect);
+  }
 
   connect_ = std::make_unique<ConnectCtx>();
   connect_->self = this;
   spdk_nvme_ctrlr_opts& c = connect_->opts;
   spdk_nvme_ctrlr_get_default_ctrlr_opts(&c, sizeof(c));
-  const std::string hostnqn = GetStr(o, "hostnqn");
-  snprintf(c.hostnqn, sizeof(c.hostnqn), "%s", hostnqn.c_str());
+  snprintf(c.hostnqn, sizeof(c.hostnqn), "%s", hostnqn_.c_str());
   Napi::Value hid = o.Get("hostid");
   if (hid.IsTypedArray() && hid.As<Napi::Uint8Array>().ByteLength() == 16)
     memcpy(c.extended_host_id, hid.As<Napi::Uint8Array>().Data(), 16);
@@ -233,6 +265,7 @@ Napi::Value JsLsCtrlr::Connect(const Napi::CallbackInfo& info) {
   }
   phase_ = Phase::kConnecting;
   counted_ = true;
+  Live().insert(this);
   Ref();  // alive while connected: the event loop calls back into us
   op_deferred_ = std::make_shared<Napi::Promise::Deferred>(env);
   Napi::Value p = op_deferred_->Promise();
@@ -339,9 +372,15 @@ Napi::Object JsLsCtrlr::Describe(Napi::Env env) {
   return o;
 }
 
+std::set<JsLsCtrlr*>& JsLsCtrlr::Live() {
+  static std::set<JsLsCtrlr*> live;  // one SPDK per process, used from the JS thread
+  return live;
+}
+
 void JsLsCtrlr::Release() {
   if (!counted_) return;
   counted_ = false;
+  Live().erase(this);
   Schedule();
   Unref();
 }
@@ -488,15 +527,10 @@ Napi::Value JsLsCtrlr::Reset(const Napi::CallbackInfo& info) {
   if (!counted_ || ctrlr_ == nullptr) ThrowSpdkError(env, "the controller is detached", ENOTCONN, op);
   if (phase_ != Phase::kReady) ThrowSpdkError(env, "a connect, reset or detach is in progress", EBUSY, op);
   if (!app_->running()) ThrowSpdkError(env, "the engine is stopped", ESHUTDOWN, op);
-  // I/O queue pairs first (their commands complete with ABORTED - SQ DELETION), then the
-  // controller: its admin queue goes, SPDK initialises it again (a new association).
-  for (JsLsQpair* q : std::set<JsLsQpair*>(qpairs_)) q->OnCtrlrDisconnect();
-  ClearRecent();
-  const int rc = spdk_nvme_ctrlr_disconnect(ctrlr_);
-  if (rc != 0 && rc != -EBUSY) ThrowSpdkError(env, "SPDK cannot reset the controller", -rc, op);
-  FailAdmin(ECONNABORTED);
-  if (!admin_.empty()) DeliverAdmin(env);
+  // I/O queue pairs first (their commands complete with ABORTED - SQ DELETION; a reactor's on
+  // its thread), then the controller (Tick).
   phase_ = Phase::kResetting;
+  DisconnectQpairs();
   detach_ctx_ = nullptr;
   reset_deadline_ms_ = NowMs() + kResetTimeoutMs;
   generation_++;
@@ -504,6 +538,13 @@ Napi::Value JsLsCtrlr::Reset(const Napi::CallbackInfo& info) {
   Napi::Value p = op_deferred_->Promise();
   Schedule();
   return p;
+}
+
+void JsLsCtrlr::DisconnectQpairs() {
+  admin_disconnected_ = false;
+  const std::set<JsLsQpair*> qs(qpairs_);
+  qpairs_pending_.store(static_cast<int>(qs.size()), std::memory_order_release);
+  for (JsLsQpair* q : qs) q->OnCtrlrDisconnect([this]() { qpairs_pending_.fetch_sub(1, std::memory_order_acq_rel); });
 }
 
 void JsLsCtrlr::FinishReset(Napi::Env env, int rc) {
@@ -531,13 +572,10 @@ Napi::Value JsLsCtrlr::Detach(const Napi::CallbackInfo& info) {
     return d->Promise();
   }
   if (phase_ != Phase::kReady) ThrowSpdkError(env, "a connect, reset or detach is in progress", EBUSY, "nvme.detach");
-  for (JsLsQpair* q : std::set<JsLsQpair*>(qpairs_)) q->OnCtrlrDisconnect();
   phase_ = Phase::kDetaching;
   op_deferred_ = d;
-  if (app_->running()) {
-    // SPDK shuts the controller down (CC.SHN) and disconnects; polled from the timer.
-    if (spdk_nvme_detach_async(ctrlr_, &detach_ctx_) != 0) detach_ctx_ = nullptr;
-  }
+  detach_ctx_ = nullptr;
+  DisconnectQpairs();
   Schedule();
   return d->Promise();
 }

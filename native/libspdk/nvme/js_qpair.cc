@@ -1,9 +1,12 @@
-// NvmeQpair on SPDK's NVMe driver, owned by the JS thread (see js_nvme.h).
+// NvmeQpair on SPDK's NVMe driver (see js_nvme.h), owned by the JS thread or by a reactor.
 //
-// A CID here is our request slot (SPDK picks its own CIDs on the wire): busy from submit() until
-// JavaScript has reaped its completion, so the {cid, status} ring (capacity >= depth) never
-// overflows and a buffer is in flight to JavaScript exactly until its completion is handed over.
+// A CID here is our request slot (common/nvme/host_slots.h; SPDK picks its own CIDs on the
+// wire). Owner 'js': submissions go to SPDK in the submitting call and completions are polled
+// from the JS thread's loop. Owner 'reactor': the queue has its own spdk_thread on the reactor's
+// core (ReactorLink); submit() validates on the JS thread and pushes CIDs into a lockless ring
+// that the thread's poller hands to SPDK; completions come back in one wake-up per poll.
 #include <spdk/env.h>
+#include <spdk/thread.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -25,20 +28,44 @@ const char* kOpSubmit = "nvme.submit";
 const char* kOpAlloc = "nvme.allocQpair";
 constexpr uint64_t kSpinMs = 2;  // spin this long without progress, then tick
 constexpr uint64_t kTickMs = 1;
+constexpr uint64_t kAbortPending = ~0ull;
 // ABORTED - SQ DELETION (SCT 0, SC 08h), what SPDK completes a command with when its qpair goes.
 constexpr int32_t kAbortedSqDeletion = 0x08;
 
-
-void FinalizeNothing(napi_env, void*, void*) {}
-
 uint64_t NowMs() { return uv_hrtime() / 1000000; }
+uint64_t NowUs() { return spdk_get_ticks() * 1000000 / spdk_get_ticks_hz(); }
 
 int32_t StatusOf(const spdk_nvme_cpl* c) { return static_cast<int32_t>(c->status_raw >> 1); }
 
 void FreeIdle(uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); }
 void FreeTimer(uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); }
 
+uint32_t DepthArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[1].IsObject()) return 1;
+  Napi::Value v = info[1].As<Napi::Object>().Get("depth");
+  if (!v.IsNumber()) return 1;
+  const uint32_t d = v.As<Napi::Number>().Uint32Value();
+  return d == 0 || d > 65535 ? 1 : d;
+}
+
+// The core of reactor `index`: SPDK's reactors are its cores in order.
+int CoreOfReactor(int index) {
+  uint32_t core;
+  int i = 0;
+  SPDK_ENV_FOREACH_CORE(core) {
+    if (i++ == index) return static_cast<int>(core);
+  }
+  return -1;
+}
+
 }  // namespace
+
+struct JsLsQpair::AbortCtx {
+  JsLsQpair* qp;
+  uint16_t cid;
+  uint64_t issued_us;
+  std::shared_ptr<bool> alive;
+};
 
 Napi::Function JsLsQpair::Init(Napi::Env env) {
   return DefineClass(env, "NvmeQpair",
@@ -55,7 +82,8 @@ Napi::Function JsLsQpair::Init(Napi::Env env) {
 }
 
 // new NvmeQpair(ctrlr, { qid, depth, queueSize, reactor, spin, timeoutMs }, onReady)
-JsLsQpair::JsLsQpair(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsLsQpair>(info) {
+JsLsQpair::JsLsQpair(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<JsLsQpair>(info), io_(DepthArg(info)), sq_(DepthArg(info)) {
   Napi::Env env = info.Env();
   env_ = env;
   if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsFunction())
@@ -68,57 +96,57 @@ JsLsQpair::JsLsQpair(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsLsQpai
   Napi::Object o = info[1].As<Napi::Object>();
   depth_ = static_cast<uint32_t>(GetUint(o, "depth", kOpAlloc));
   queue_size_ = static_cast<uint32_t>(GetUint(o, "queueSize", kOpAlloc));
+  timeout_ms_ = static_cast<uint32_t>(GetUint(o, "timeoutMs", kOpAlloc));
   spin_ = o.Get("spin").ToBoolean();
-  if (o.Get("reactor").As<Napi::Number>().Int32Value() >= 0)
-    ThrowSpdkError(env,
-                   "nvme.allocQpair with owner 'reactor' is not available on the libspdk engine yet: queue pairs are "
-                   "owned by the JS thread (owner 'js')",
-                   EOPNOTSUPP, kOpAlloc, "ERR_ENGINE_UNSUPPORTED");
-  if (GetUint(o, "timeoutMs", kOpAlloc) > 0)
-    ThrowSpdkError(env, "per-command timeouts (timeoutMs, ioTimeoutMs) are not available on the libspdk engine yet",
-                   EOPNOTSUPP, kOpAlloc, "ERR_ENGINE_UNSUPPORTED");
-  if (depth_ == 0 || depth_ > 65535 || queue_size_ < 2 || queue_size_ > 65536)
+  const int reactor_index = o.Get("reactor").As<Napi::Number>().Int32Value();
+  if (depth_ == 0 || depth_ > 65535 || depth_ != io_.depth() || queue_size_ < 2 || queue_size_ > 65536)
     ThrowSpdkError(env, "invalid depth or queue size", EINVAL, kOpAlloc);
+  if (reactor_index >= 0) {
+    const int core = CoreOfReactor(reactor_index);
+    if (core < 0) ThrowSpdkError(env, "no reactor " + std::to_string(reactor_index), EINVAL, kOpAlloc);
+    core_ = static_cast<uint32_t>(core);
+    link_ = std::make_unique<ReactorLink>(env, "spdk-node:nvme-completion", [this](Napi::Env e) { Deliver(e); });
+  }
   max_xfer_ = spdk_nvme_ctrlr_get_max_xfer_size(ctrlr_->ctrlr());
-  slots_.resize(depth_);
-  for (Slot& s : slots_) s.qp = this;
-  free_.reserve(depth_);
-  for (uint32_t i = depth_; i > 0; i--) free_.push_back(static_cast<uint16_t>(i - 1));
-  uint32_t cap = 1;
-  while (cap < depth_) cap <<= 1;
-  cq_mask_ = cap - 1;
-  desc_ = new double[static_cast<size_t>(depth_) * kNdWords]();
-  cq_ = new uint32_t[static_cast<size_t>(cap) * 2]();
-
-  napi_value ab;
-  if (napi_create_external_arraybuffer(env, desc_, sizeof(double) * depth_ * kNdWords, FinalizeNothing, nullptr, &ab) != napi_ok)
-    ThrowSpdkError(env, "cannot create the descriptor array", ENOMEM, kOpAlloc);
-  info.This().As<Napi::Object>().Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kNdWords,
-                                                                     Napi::ArrayBuffer(env, ab), 0));
+  reqs_.resize(depth_);
+  for (Req& r : reqs_) r.qp = this;
+  info.This().As<Napi::Object>().Set("desc", io_.DescArray(env));
   on_ready_ = Napi::Persistent(info[2].As<Napi::Function>());
   ctrlr_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
-  idle_ = new uv_idle_t();
-  uv_idle_init(ctrlr_->loop(), idle_);
-  idle_->data = this;
-  timer_ = new uv_timer_t();
-  uv_timer_init(ctrlr_->loop(), timer_);
-  timer_->data = this;
+  if (!reactor()) {
+    idle_ = new uv_idle_t();
+    uv_idle_init(ctrlr_->loop(), idle_);
+    idle_->data = this;
+    timer_ = new uv_timer_t();
+    uv_timer_init(ctrlr_->loop(), timer_);
+    timer_->data = this;
+  }
   counted_ = true;
   ctrlr_->AddQpair(this);
-  Ref();  // the event loop calls back into us until disconnect() completes
+  Ref();  // the event loop or a reactor calls back into us until disconnect() completes
 }
 
 JsLsQpair::~JsLsQpair() {
+  *alive_ = false;
   if (ctrlr_ != nullptr && counted_) ctrlr_->RemoveQpair(this);
   if (idle_ != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(idle_), FreeIdle);
   if (timer_ != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(timer_), FreeTimer);
-  if (ring_ref_ != nullptr) napi_delete_reference(env_, ring_ref_);
-  delete[] desc_;
-  delete[] cq_;
+  if (timeout_timer_ != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(timeout_timer_), FreeTimer);
 }
 
 std::string JsLsQpair::Where() const {
   return "qpair " + std::to_string(qp_ != nullptr ? spdk_nvme_qpair_get_id(qp_) : 0) + " of " + ctrlr_->where();
+}
+
+void JsLsQpair::ToJs(std::function<void(napi_env)> f) {
+  if (!reactor()) return f(env_);
+  link_->PostToJs([f](Napi::Env env) { f(env); });
+}
+
+void JsLsQpair::SetFailed(const std::string& why) {
+  if (phase_ != Phase::kReady) return;
+  phase_ = Phase::kFailed;
+  failure_ = why;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,30 +155,74 @@ std::string JsLsQpair::Where() const {
 Napi::Value JsLsQpair::Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (phase_ != Phase::kNew) ThrowSpdkError(env, "qpair already connected", EALREADY, kOpAlloc);
-  spdk_nvme_io_qpair_opts o;
-  spdk_nvme_ctrlr_get_default_io_qpair_opts(ctrlr_->ctrlr(), &o, sizeof(o));
-  // SPDK keeps the commands a full queue cannot take in its own queue, in order: requests for
-  // depth commands (a large one may be split in children) whatever the queue size.
-  o.io_queue_size = queue_size_;
-  o.io_queue_requests = std::max<uint32_t>(o.io_queue_requests, depth_ * 2 + 8);
-  o.async_mode = true;  // connected by polling, never blocking the JS thread
-  ClearRecent();
-  qp_ = spdk_nvme_ctrlr_alloc_io_qpair(ctrlr_->ctrlr(), &o, sizeof(o));
   auto d = std::make_shared<Napi::Promise::Deferred>(env);
-  if (qp_ == nullptr) {
-    phase_ = Phase::kFailed;
-    failure_ = "SPDK could not allocate an I/O queue pair" + (RecentErrors().empty() ? std::string() : ": " + RecentErrors());
-    d->Reject(MakeSpdkError(env, "cannot connect an I/O qpair to " + ctrlr_->where() + ": " + failure_, EIO, kOpAlloc).Value());
+  phase_ = Phase::kConnecting;
+  connect_deferred_ = d;
+  if (reactor()) {
+    owner_alive_ = true;
+    link_->Start(core_, "spdk-node:nvme-qpair", [this]() { AllocOnReactor(); },
+                 [this](Napi::Env e, int, const std::string& msg) { ConnectFailed(e, msg); });
+    return d->Promise();
+  }
+  const std::string err = AllocSpdkQpair();
+  if (!err.empty()) {
+    failure_ = err;
+    FinishConnect(env, false);
     return d->Promise();
   }
   StartConnect(d);
   return d->Promise();
 }
 
+// The owner's thread: allocates SPDK's qpair, connected by polling (never blocking); SPDK keeps
+// the commands a full queue cannot take in its own queue, in order: requests for depth commands,
+// a large one maybe split in children. Returns what failed, or "".
+std::string JsLsQpair::AllocSpdkQpair() {
+  spdk_nvme_io_qpair_opts o;
+  spdk_nvme_ctrlr_get_default_io_qpair_opts(ctrlr_->ctrlr(), &o, sizeof(o));
+  o.io_queue_size = queue_size_;
+  o.io_queue_requests = std::max<uint32_t>(o.io_queue_requests, depth_ * 2 + 8);
+  o.async_mode = true;
+  if (!reactor()) ClearRecent();
+  qp_ = spdk_nvme_ctrlr_alloc_io_qpair(ctrlr_->ctrlr(), &o, sizeof(o));
+  if (qp_ == nullptr) {
+    const std::string log = reactor() ? std::string() : RecentErrors();
+    return "SPDK could not allocate an I/O queue pair" + (log.empty() ? std::string() : ": " + log);
+  }
+  transport_lost_ = false;
+  owner_connecting_ = true;
+  return "";
+}
+
+// The reactor's thread, once created.
+void JsLsQpair::AllocOnReactor() {
+  if (closing_.load(std::memory_order_acquire)) return CloseOnReactor();
+  const std::string err = AllocSpdkQpair();
+  if (!err.empty()) {
+    link_->Exit();
+    ToJs([this, err](napi_env env) { ConnectFailed(env, err); });
+    return;
+  }
+  poller_ = spdk_poller_register(&JsLsQpair::PollOnReactor, this, 0);
+  if (timeout_ms_ > 0) {
+    const uint64_t period_us = std::max<uint64_t>(1000, std::min<uint64_t>(1000000, timeout_ms_ * 250ull));
+    timeout_poller_ = spdk_poller_register(&JsLsQpair::TimeoutsOnReactor, this, period_us);
+  }
+}
+
+// JS thread: the queue's thread could not be made or could not allocate the qpair, and is gone.
+void JsLsQpair::ConnectFailed(napi_env env, const std::string& why) {
+  owner_alive_ = false;
+  failure_ = why;
+  FinishConnect(env, false);
+  if (phase_ == Phase::kClosing) Finish(env);
+}
+
 void JsLsQpair::StartConnect(std::shared_ptr<Napi::Promise::Deferred> d) {
   phase_ = Phase::kConnecting;
   connect_deferred_ = std::move(d);
   failure_.clear();
+  owner_connecting_ = true;
   transport_lost_ = false;
   UpdateDriver();
 }
@@ -162,6 +234,16 @@ void JsLsQpair::FinishConnect(napi_env env, bool ok) {
   Napi::Env e(env);
   if (ok) {
     phase_ = Phase::kReady;
+    if (timeout_ms_ > 0 && !reactor()) {
+      if (timeout_timer_ == nullptr) {
+        timeout_timer_ = new uv_timer_t();
+        uv_timer_init(ctrlr_->loop(), timeout_timer_);
+        timeout_timer_->data = this;
+        uv_unref(reinterpret_cast<uv_handle_t*>(timeout_timer_));
+      }
+      const uint64_t period = std::max<uint64_t>(10, std::min<uint64_t>(1000, timeout_ms_ / 4));
+      uv_timer_start(timeout_timer_, OnTimeoutTimer, period, period);
+    }
     if (d) d->Resolve(e.Undefined());
     return;
   }
@@ -169,15 +251,38 @@ void JsLsQpair::FinishConnect(napi_env env, bool ok) {
   if (d) d->Reject(MakeSpdkError(e, "cannot connect " + Where() + ": " + failure_, ECONNREFUSED, kOpAlloc).Value());
 }
 
+// The owner's thread, while SPDK connects the qpair.
+void JsLsQpair::PollConnecting() {
+  const int32_t rc = spdk_nvme_qpair_process_completions(qp_, 0);
+  if (spdk_nvme_qpair_is_connected(qp_)) {
+    owner_connecting_ = false;
+    ToJs([this](napi_env env) {
+      if (!reactor()) return ctrlr_->RunJs([this]() { FinishConnect(env_, true); });
+      FinishConnect(env, true);
+    });
+  } else if (rc < 0 && rc != -EAGAIN) {
+    owner_connecting_ = false;
+    std::string why = "SPDK could not connect it (" + ErrnoText(-rc) + ")";
+    const std::string log = RecentErrors();
+    if (!log.empty()) why += "\nSPDK: " + log;
+    ToJs([this, why](napi_env env) {
+      failure_ = why;
+      if (!reactor()) return ctrlr_->RunJs([this]() { FinishConnect(env_, false); });
+      FinishConnect(env, false);
+    });
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
-// Polling: a uv_idle handle while commands are outstanding (every loop iteration polls SPDK),
-// a 1 ms timer once 2 ms passed without progress or with spin off, nothing when idle.
+// Polling. Owner 'js': a uv_idle handle while commands are outstanding (every loop iteration
+// polls SPDK), a 1 ms timer once 2 ms passed without progress or with spin off, nothing when
+// idle. Owner 'reactor': a poller on the queue's thread.
 
 void JsLsQpair::UpdateDriver() {
+  if (reactor()) return;
   const bool closed = phase_ == Phase::kClosed || qp_ == nullptr;
-  const bool connecting = phase_ == Phase::kConnecting;
-  const bool work = !closed && (connecting || in_spdk_ > 0);
-  const bool spin = work && !connecting && spin_ && NowMs() - last_progress_ms_ <= kSpinMs;
+  const bool work = !closed && (owner_connecting_ || in_spdk_ > 0);
+  const bool spin = work && !owner_connecting_ && spin_ && NowMs() - last_progress_ms_ <= kSpinMs;
   if (spin != idling_) {
     if (spin)
       uv_idle_start(idle_, OnIdle);
@@ -199,18 +304,19 @@ void JsLsQpair::OnIdle(uv_idle_t* h) { static_cast<JsLsQpair*>(h->data)->Poll();
 void JsLsQpair::OnTimer(uv_timer_t* t) { static_cast<JsLsQpair*>(t->data)->Poll(); }
 
 int32_t JsLsQpair::Process() {
-  if (qp_ == nullptr || in_process_ || !ctrlr_->app()->running()) return 0;
+  if (qp_ == nullptr || in_process_ || transport_lost_) return 0;
+  if (!reactor() && !ctrlr_->app()->running()) return 0;
   in_process_ = true;
-  const uint32_t before = cq_tail_;
+  const uint32_t before = io_.tail();
   const int32_t rc = spdk_nvme_qpair_process_completions(qp_, 0);
   in_process_ = false;
   process_calls_++;
   if (rc > 0) last_progress_ms_ = NowMs();
-  if (phase_ == Phase::kReady && (rc < 0 || spdk_nvme_qpair_get_failure_reason(qp_) != SPDK_NVME_QPAIR_FAILURE_NONE)) {
+  if (!owner_connecting_ && (rc < 0 || spdk_nvme_qpair_get_failure_reason(qp_) != SPDK_NVME_QPAIR_FAILURE_NONE)) {
     // Transport lost: what SPDK aborted in this call failed for that reason, not a deletion.
-    for (uint32_t i = before; i != cq_tail_; i++) {
-      uint32_t* e = cq_ + static_cast<size_t>(i & cq_mask_) * 2;
-      if (static_cast<int32_t>(e[1]) == kAbortedSqDeletion) e[1] = static_cast<uint32_t>(-ECONNRESET);
+    for (uint32_t i = before; i != io_.tail(); i++) {
+      int32_t* st = io_.status_at(i);
+      if (*st == kAbortedSqDeletion) *st = -ECONNRESET;
     }
     TransportFailed(rc);
   }
@@ -218,46 +324,80 @@ int32_t JsLsQpair::Process() {
 }
 
 void JsLsQpair::TransportFailed(int rc) {
-  phase_ = Phase::kFailed;
-  transport_lost_ = true;
   const spdk_nvme_qp_failure_reason r = spdk_nvme_qpair_get_failure_reason(qp_);
-  failure_ = r == SPDK_NVME_QPAIR_FAILURE_REMOTE ? "the target closed the connection"
-           : r == SPDK_NVME_QPAIR_FAILURE_LOCAL  ? "the connection was lost"
-                                                 : "the queue pair failed (" + ErrnoText(-rc) + ")";
+  const std::string why = r == SPDK_NVME_QPAIR_FAILURE_REMOTE ? "the target closed the connection"
+                        : r == SPDK_NVME_QPAIR_FAILURE_LOCAL  ? "the connection was lost"
+                                                              : "the queue pair failed (" + ErrnoText(-rc) + ")";
+  DropConnection(-ECONNRESET, -1);
+  ToJs([this, why](napi_env) { SetFailed(why); });
+}
+
+void JsLsQpair::DropConnection(int32_t status, int timed_out_cid) {
+  transport_lost_ = true;
+  owner_connecting_ = false;
+  forced_status_ = status;
+  forced_timed_out_ = timed_out_cid;
   // SPDK completes what it still holds when the qpair is disconnected: now, so nothing waits.
   spdk_nvme_ctrlr_disconnect_io_qpair(qp_);
   in_process_ = true;
   spdk_nvme_qpair_process_completions(qp_, 0);
   in_process_ = false;
-  // Anything SPDK still has is failed by us; its late callback is ignored (in_spdk false).
-  for (Slot& s : slots_) {
-    if (s.in_spdk) Complete(&s, -ECONNRESET);
-  }
+  // Anything SPDK still has is completed by us; its late callback is ignored (in_spdk false).
+  for (uint32_t i = 0; i < depth_; i++)
+    if (reqs_[i].in_spdk) Complete(static_cast<uint16_t>(i), status);
+  forced_status_ = 0;
+  forced_timed_out_ = -1;
 }
 
 void JsLsQpair::Poll() {
-  if (phase_ == Phase::kConnecting) {
-    const int32_t rc = spdk_nvme_qpair_process_completions(qp_, 0);
-    if (spdk_nvme_qpair_is_connected(qp_)) {
-      ctrlr_->RunJs([this]() { FinishConnect(env_, true); });
-    } else if (rc < 0 && rc != -EAGAIN) {
-      failure_ = "SPDK could not connect it (" + ErrnoText(-rc) + ")";
-      const std::string log = RecentErrors();
-      if (!log.empty()) failure_ += "\nSPDK: " + log;
-      ctrlr_->RunJs([this]() { FinishConnect(env_, false); });
-    }
+  if (owner_connecting_) {
+    PollConnecting();
     UpdateDriver();
     return;
   }
   Process();
-  if (armed_ && cq_head_ != cq_tail_) ctrlr_->RunJs([this]() { Deliver(env_); });
+  Announce();
   UpdateDriver();
+}
+
+void JsLsQpair::Announce() {
+  if (reactor()) {
+    if (unnotified_) {
+      unnotified_ = false;
+      link_->Notify();
+    }
+    return;
+  }
+  if (io_.armed() && io_.has_completions()) ctrlr_->RunJs([this]() { Deliver(env_); });
+}
+
+int JsLsQpair::PollOnReactor(void* arg) {
+  JsLsQpair* q = static_cast<JsLsQpair*>(arg);
+  if (q->closing_.load(std::memory_order_acquire)) {
+    q->CloseOnReactor();
+    return SPDK_POLLER_BUSY;
+  }
+  if (q->owner_connecting_) {
+    q->PollConnecting();
+    return SPDK_POLLER_BUSY;
+  }
+  bool busy = false;
+  uint16_t cid;
+  while (q->sq_.Pop(&cid)) {
+    const int rc = q->Issue(cid);
+    // Refused by SPDK (the qpair failed, no request left): it completes at once.
+    if (rc != 0) q->Complete(cid, rc == -ENXIO ? -ECONNRESET : rc);
+    busy = true;
+  }
+  if (q->in_spdk_ > 0 && q->Process() > 0) busy = true;
+  q->Announce();
+  return busy ? SPDK_POLLER_BUSY : SPDK_POLLER_IDLE;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Submission
 
-int JsLsQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
+int JsLsQpair::Prepare(const double* d, uint16_t* cid, std::string* msg) {
   NvmeIoHead h;
   if (int err = ParseNvmeHead(d, &h, msg)) return err;
   const uint32_t nsid = h.nsid;
@@ -279,106 +419,72 @@ int JsLsQpair::Prepare(const double* d, uint16_t* cid_out, std::string* msg) {
   if (int err = ParseNvmePayload(d, h, last_lba_size_, max_xfer_,
                                  [this](double id) { return ctrlr_->app()->LookupBuffer(id); }, &buf, &off, &len, msg))
     return err;
-  if (buf != nullptr) {
-    if (int err = CheckNoOverlap(static_cast<const Slot*>(buf->host_io), off, len, msg)) return err;
-  }
-  if (free_.empty()) {
-    *msg = "the qpair has " + std::to_string(depth_) + " I/Os in flight (its depth)";
-    return EAGAIN;
-  }
-  const uint16_t cid = free_.back();
-  free_.pop_back();
-  Slot& s = slots_[cid];
-  s.busy = true;
-  s.tag = h.tag;
-  s.buf = buf;
-  s.off = off;
-  s.len = len;
-  s.prev = s.next = nullptr;
-  if (buf != nullptr) {
-    Slot* head = static_cast<Slot*>(buf->host_io);
-    s.next = head;
-    if (head != nullptr) head->prev = &s;
-    buf->host_io = &s;
-    buf->IoRef();
-  }
-  *cid_out = cid;
+  if (int err = io_.Take(h, buf, off, len, cid, msg)) return err;
+  reqs_[*cid].ns = last_ns_;
   return 0;
 }
 
-// Hands one validated descriptor to SPDK; 0 or a negative errno (nothing submitted).
-int JsLsQpair::Issue(const double* d, uint16_t cid) {
-  Slot& s = slots_[cid];
-  const int op = static_cast<int>(d[kNdOp]);
-  const uint32_t count = static_cast<uint32_t>(d[kNdCount]);
-  const uint64_t lba = op == kNdFlush || op == kNdDeallocate ? 0 : static_cast<uint64_t>(d[kNdLba]);
-  const uint32_t flags = static_cast<uint32_t>(d[kNdFlags]);
-  uint32_t io_flags = (flags & kNdFlagFua) ? SPDK_NVME_IO_FLAGS_FORCE_UNIT_ACCESS : 0;
-  void* payload = s.buf != nullptr ? s.buf->data + s.off : nullptr;
-  spdk_nvme_ns* ns = last_ns_;
-  if (static_cast<uint32_t>(d[kNdNsid]) != last_nsid_) {
-    ns = spdk_nvme_ctrlr_get_ns(ctrlr_->ctrlr(), static_cast<uint32_t>(d[kNdNsid]));
+// The owner's thread: hands one prepared command to SPDK; 0 or a negative errno (nothing
+// submitted).
+int JsLsQpair::Issue(uint16_t cid) {
+  HostSlot& s = io_.slot(cid);
+  Req& r = reqs_[cid];
+  r.in_spdk = true;
+  in_spdk_++;
+  if (timeout_ms_ > 0) {
+    r.issued_us = NowUs();
+    r.abort_deadline_us = 0;
   }
-  switch (op) {
+  const uint64_t lba = s.op == kNdFlush || s.op == kNdDeallocate ? 0 : s.lba;
+  uint32_t io_flags = (s.flags & kNdFlagFua) ? SPDK_NVME_IO_FLAGS_FORCE_UNIT_ACCESS : 0;
+  void* payload = s.buf != nullptr ? s.buf->data + s.off : nullptr;
+  switch (s.op) {
     case kNdRead:
-      return spdk_nvme_ns_cmd_read(ns, qp_, payload, lba, count, &JsLsQpair::IoDone, &s, io_flags);
+      return spdk_nvme_ns_cmd_read(r.ns, qp_, payload, lba, s.count, &JsLsQpair::IoDone, &r, io_flags);
     case kNdWrite:
-      return spdk_nvme_ns_cmd_write(ns, qp_, payload, lba, count, &JsLsQpair::IoDone, &s, io_flags);
+      return spdk_nvme_ns_cmd_write(r.ns, qp_, payload, lba, s.count, &JsLsQpair::IoDone, &r, io_flags);
     case kNdCompare:
-      return spdk_nvme_ns_cmd_compare(ns, qp_, payload, lba, count, &JsLsQpair::IoDone, &s, io_flags);
+      return spdk_nvme_ns_cmd_compare(r.ns, qp_, payload, lba, s.count, &JsLsQpair::IoDone, &r, io_flags);
     case kNdWriteZeroes:
       // Write Zeroes DEAC is CDW12 bit 25; SPDK copies the upper half of io_flags into CDW12.
-      if (flags & kNdFlagDeac) io_flags |= 1u << 25;
-      return spdk_nvme_ns_cmd_write_zeroes(ns, qp_, lba, count, &JsLsQpair::IoDone, &s, io_flags);
+      if (s.flags & kNdFlagDeac) io_flags |= 1u << 25;
+      return spdk_nvme_ns_cmd_write_zeroes(r.ns, qp_, lba, s.count, &JsLsQpair::IoDone, &r, io_flags);
     case kNdDeallocate:
       // SPDK copies the ranges (16 bytes each, the buffer's layout) into its own request.
-      return spdk_nvme_ns_cmd_dataset_management(ns, qp_, SPDK_NVME_DSM_ATTR_DEALLOCATE,
+      return spdk_nvme_ns_cmd_dataset_management(r.ns, qp_, SPDK_NVME_DSM_ATTR_DEALLOCATE,
                                                  static_cast<const spdk_nvme_dsm_range*>(payload),
-                                                 static_cast<uint16_t>(count), &JsLsQpair::IoDone, &s);
+                                                 static_cast<uint16_t>(s.count), &JsLsQpair::IoDone, &r);
     case kNdFlush:
-      return spdk_nvme_ns_cmd_flush(ns, qp_, &JsLsQpair::IoDone, &s);
+      return spdk_nvme_ns_cmd_flush(r.ns, qp_, &JsLsQpair::IoDone, &r);
   }
   return -EINVAL;
 }
 
-void JsLsQpair::Unprepare(uint16_t cid) {
-  Slot& s = slots_[cid];
-  if (s.buf != nullptr) {
-    if (s.prev != nullptr)
-      s.prev->next = s.next;
-    else
-      s.buf->host_io = s.next;
-    if (s.next != nullptr) s.next->prev = s.prev;
-    s.buf->IoUnref();
-    s.buf = nullptr;
-  }
-  s.prev = s.next = nullptr;
-  s.busy = false;
-  free_.push_back(cid);
-}
-
 void JsLsQpair::IoDone(void* arg, const spdk_nvme_cpl* cpl) {
-  Slot* s = static_cast<Slot*>(arg);
-  if (!s->in_spdk) return;  // we failed it already (transport lost)
-  s->qp->Complete(s, StatusOf(cpl));
+  Req* r = static_cast<Req*>(arg);
+  if (!r->in_spdk) return;  // we completed it already (the connection dropped)
+  JsLsQpair* q = r->qp;
+  q->Complete(static_cast<uint16_t>(r - q->reqs_.data()), StatusOf(cpl));
 }
 
-void JsLsQpair::Complete(Slot* s, int32_t status) {
-  s->in_spdk = false;
+// The owner's thread.
+void JsLsQpair::Complete(uint16_t cid, int32_t status) {
+  Req& r = reqs_[cid];
+  if (!r.in_spdk) return;
+  r.in_spdk = false;
   in_spdk_--;
-  // SPDK aborts a lost connection's commands with ABORTED - SQ DELETION, sometimes in the poll
-  // before the one that reports the failure: a deletion we did not ask for (free, reset) is the
-  // transport's, and fails as on the builtin host (-ECONNRESET: no completion).
-  if (status == kAbortedSqDeletion &&
-      (transport_lost_ || (phase_ == Phase::kReady && qp_ != nullptr &&
-                           spdk_nvme_qpair_get_failure_reason(qp_) != SPDK_NVME_QPAIR_FAILURE_NONE)))
+  if (forced_status_ != 0) {
+    status = static_cast<int>(cid) == forced_timed_out_ ? -ETIMEDOUT : forced_status_;
+  } else if (status == kAbortedSqDeletion && !transport_lost_ && qp_ != nullptr &&
+             spdk_nvme_qpair_get_failure_reason(qp_) != SPDK_NVME_QPAIR_FAILURE_NONE) {
+    // SPDK aborts a lost connection's commands with ABORTED - SQ DELETION, sometimes in the poll
+    // before the one that reports the failure: a deletion we did not ask for (free, reset) is
+    // the transport's, and fails as on the builtin host (-ECONNRESET: no completion).
     status = -ECONNRESET;
-  const uint16_t cid = static_cast<uint16_t>(s - slots_.data());
-  uint32_t* e = cq_ + static_cast<size_t>(cq_tail_ & cq_mask_) * 2;
-  e[0] = cid;
-  e[1] = static_cast<uint32_t>(status);
-  cq_tail_++;
+  }
+  io_.Push(cid, status);
   completions_++;
+  unnotified_ = true;
 }
 
 uint32_t JsLsQpair::SubmitBatch(Napi::Env env, uint32_t count) {
@@ -395,31 +501,19 @@ uint32_t JsLsQpair::SubmitBatch(Napi::Env env, uint32_t count) {
             "); ctrlr.reset() reconnects it";
     ThrowSpdkError(env, why, ENOTCONN, kOpSubmit);
   }
-  if (count > depth_) ThrowSpdkError(env, "more descriptors than the qpair's depth", EINVAL, kOpSubmit);
-  uint16_t small[256];
-  std::vector<uint16_t> big;
-  uint16_t* prepared = small;
-  if (count > 256) {
-    big.resize(count);
-    prepared = big.data();
+  const std::vector<uint16_t>& cids =
+      io_.PrepareBatch(env, count, kOpSubmit, [this](const double* d, uint16_t* cid, std::string* msg) {
+        return Prepare(d, cid, msg);
+      });
+  if (reactor()) {
+    // Cannot fail: at most depth CIDs are busy and the ring holds depth entries.
+    for (uint16_t cid : cids) sq_.Push(cid);
+    return count;
   }
-  for (uint32_t i = 0; i < count; i++) {
-    std::string msg;
-    const int rc = Prepare(desc_ + static_cast<size_t>(i) * kNdWords, &prepared[i], &msg);
-    if (rc == 0) continue;
-    for (uint32_t j = i; j > 0; j--) Unprepare(prepared[j - 1]);
-    Napi::Error e = MakeSpdkError(env, msg, rc, kOpSubmit);
-    e.Set("index", Napi::Number::New(env, i));
-    throw e;
-  }
-  in_flight_ += count;
-  for (uint32_t i = 0; i < count; i++) {
-    Slot& s = slots_[prepared[i]];
-    s.in_spdk = true;
-    in_spdk_++;
-    const int rc = Issue(desc_ + static_cast<size_t>(i) * kNdWords, prepared[i]);
+  for (uint16_t cid : cids) {
+    const int rc = Issue(cid);
     // Refused by SPDK (the qpair failed under us, no request left): it completes at once.
-    if (rc != 0) Complete(&s, rc == -ENXIO ? -ECONNRESET : rc);
+    if (rc != 0) Complete(cid, rc == -ENXIO ? -ECONNRESET : rc);
   }
   submissions_ += count;
   last_progress_ms_ = NowMs();
@@ -435,118 +529,167 @@ Napi::Value JsLsQpair::Submit(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Completion
-
-uint32_t JsLsQpair::CopyOut(int32_t* ring, uint32_t cap) {
-  uint32_t n = 0;
-  while (cq_head_ != cq_tail_ && n < cap) {
-    const uint32_t* e = cq_ + static_cast<size_t>(cq_head_ & cq_mask_) * 2;
-    const uint16_t cid = static_cast<uint16_t>(e[0]);
-    ring[2 * n] = slots_[cid].tag;
-    ring[2 * n + 1] = static_cast<int32_t>(e[1]);
-    Unprepare(cid);
-    cq_head_++;
-    n++;
-  }
-  in_flight_ -= n;
-  return n;
-}
-
-void JsLsQpair::Arm(Napi::Env env, Napi::Value ring, int32_t* ptr, uint32_t cap) {
-  Disarm();
-  napi_create_reference(env, ring, 1, &ring_ref_);
-  ring_ptr_ = ptr;
-  ring_cap_ = cap;
-  armed_ = true;
-}
-
-void JsLsQpair::Disarm() {
-  if (ring_ref_ != nullptr) napi_delete_reference(env_, ring_ref_);
-  ring_ref_ = nullptr;
-  ring_ptr_ = nullptr;
-  ring_cap_ = 0;
-  armed_ = false;
-}
+// Completion (JS thread)
 
 void JsLsQpair::Deliver(napi_env env) {
   if (phase_ == Phase::kConnecting) return;
-  if (!armed_ || cq_head_ == cq_tail_) return;
-  const uint32_t n = CopyOut(ring_ptr_, ring_cap_);
-  Disarm();
-  napi_value fn = on_ready_.Value();
-  napi_value recv, arg;
-  napi_get_undefined(env, &recv);
-  napi_create_uint32(env, n, &arg);
-  if (napi_call_function(env, recv, fn, 1, &arg, nullptr) == napi_pending_exception) {
-    napi_value ex;
-    napi_get_and_clear_last_exception(env, &ex);
-    napi_fatal_exception(env, ex);
-  }
+  io_.Deliver(env, on_ready_.Value());
 }
 
 // reap(ring: Int32Array, pending: number, wait: boolean) -> number (the builtin host's contract)
 Napi::Value JsLsQpair::Reap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* data = nullptr;
-  if (!info[0].IsTypedArray() ||
-      napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_int32_array || length < 2)
-    ThrowSpdkError(env, "reap(ring) needs an Int32Array of at least 2 elements", EINVAL, "nvme.reap");
-  const uint32_t pending = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
-  const bool wait = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
-  if (pending > 0)
-    SubmitBatch(env, pending);  // polls once after sending
-  else if (phase_ == Phase::kReady && in_spdk_ > 0)
+  const ReapArgs a = ParseReapArgs(info);
+  if (a.pending > 0)
+    SubmitBatch(env, a.pending);  // the JS owner polls once after sending
+  else if (!reactor() && phase_ == Phase::kReady && in_spdk_ > 0)
     Process();
-  Disarm();
-  const uint32_t n = CopyOut(static_cast<int32_t*>(data), static_cast<uint32_t>(length / 2));
-  if (n == 0 && wait && in_flight_ > 0) Arm(env, info[0], static_cast<int32_t*>(data), static_cast<uint32_t>(length / 2));
+  if (reactor()) link_->ClearWake();
+  const uint32_t n = io_.Collect(env, info[0], a);
   UpdateDriver();
   return Napi::Number::New(env, n);
 }
 
-Napi::Value JsLsQpair::InFlight(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), in_flight_); }
+Napi::Value JsLsQpair::InFlight(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), io_.in_flight()); }
+
+// ---------------------------------------------------------------------------------------------
+// Command timeouts (the owner's thread): an Abort on the admin queue; if the controller does not
+// abort the command (or it is still there one more timeout later), the qpair is disconnected:
+// the command fails with ETIMEDOUT, everything else in flight with ECONNABORTED.
+
+void JsLsQpair::OnTimeoutTimer(uv_timer_t* t) {
+  JsLsQpair* q = static_cast<JsLsQpair*>(t->data);
+  if (q->phase_ == Phase::kReady && q->ctrlr_->app()->running()) q->CheckTimeouts();
+}
+
+int JsLsQpair::TimeoutsOnReactor(void* arg) {
+  JsLsQpair* q = static_cast<JsLsQpair*>(arg);
+  if (q->owner_connecting_ || q->transport_lost_ || q->closing_.load(std::memory_order_acquire)) return SPDK_POLLER_IDLE;
+  q->CheckTimeouts();
+  q->Announce();
+  return SPDK_POLLER_IDLE;
+}
+
+void JsLsQpair::CheckTimeouts() {
+  if (qp_ == nullptr || transport_lost_ || in_spdk_ == 0) return;
+  const uint64_t now = NowUs();
+  const uint64_t limit = static_cast<uint64_t>(timeout_ms_) * 1000;
+  for (uint32_t i = 0; i < depth_ && !transport_lost_; i++) {
+    Req& r = reqs_[i];
+    if (!r.in_spdk || r.abort_deadline_us == kAbortPending) continue;
+    if (r.abort_deadline_us != 0) {
+      if (now > r.abort_deadline_us) FailForTimeout(static_cast<uint16_t>(i), 2ull * timeout_ms_);
+    } else if (now - r.issued_us > limit) {
+      SendAbort(static_cast<uint16_t>(i));
+    }
+  }
+}
+
+void JsLsQpair::SendAbort(uint16_t cid) {
+  Req& r = reqs_[cid];
+  r.abort_deadline_us = kAbortPending;
+  auto* ctx = new AbortCtx{this, cid, r.issued_us, alive_};
+  // SPDK finds the command by its callback argument; a command it still queues itself is
+  // aborted at once (the callback runs before this returns).
+  const int rc = spdk_nvme_ctrlr_cmd_abort_ext(ctrlr_->ctrlr(), qp_, &r, &JsLsQpair::AbortDone, ctx);
+  if (rc != 0) {
+    delete ctx;
+    FailForTimeout(cid, timeout_ms_);
+  }
+}
+
+// Runs where admin completions are processed (the JS thread), or inside SendAbort.
+void JsLsQpair::AbortDone(void* arg, const spdk_nvme_cpl* cpl) {
+  std::unique_ptr<AbortCtx> ctx(static_cast<AbortCtx*>(arg));
+  // CDW0 bit 0 clear: the command was aborted (its own completion follows).
+  const bool aborted = spdk_nvme_cpl_is_success(cpl) && (cpl->cdw0 & 1) == 0;
+  if (!*ctx->alive) return;
+  JsLsQpair* q = ctx->qp;
+  const uint16_t cid = ctx->cid;
+  const uint64_t issued = ctx->issued_us;
+  if (!q->reactor() || spdk_get_thread() == q->link_->thread()) return q->OnAbortResult(cid, issued, aborted);
+  // The JS thread: the answer goes to the reactor, unless the qpair is going away.
+  if (q->phase_ != Phase::kReady && q->phase_ != Phase::kFailed) return;
+  q->link_->Send([q, cid, issued, aborted]() { q->OnAbortResult(cid, issued, aborted); });
+}
+
+void JsLsQpair::OnAbortResult(uint16_t cid, uint64_t issued_us, bool aborted) {
+  Req& r = reqs_[cid];
+  if (!r.in_spdk || r.issued_us != issued_us || transport_lost_) return;  // it completed meanwhile
+  if (aborted) {
+    r.abort_deadline_us = NowUs() + static_cast<uint64_t>(timeout_ms_) * 1000;
+  } else {
+    FailForTimeout(cid, timeout_ms_);
+  }
+  Announce();
+}
+
+void JsLsQpair::FailForTimeout(uint16_t cid, uint64_t ms) {
+  const std::string why = "command " + std::to_string(cid) + " got no completion within " + std::to_string(ms) +
+                          " ms and the controller did not abort it; " + Where() + " disconnected";
+  DropConnection(-ECONNABORTED, cid);
+  ToJs([this, why](napi_env) { SetFailed(why); });
+  UpdateDriver();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Controller reset/detach, failure, free and reconnect
 
-void JsLsQpair::OnCtrlrDisconnect() {
-  if (qp_ == nullptr || phase_ == Phase::kClosed || phase_ == Phase::kClosing) return;
+void JsLsQpair::OnCtrlrDisconnect(std::function<void()> done) {
+  if (phase_ == Phase::kClosed || phase_ == Phase::kClosing || phase_ == Phase::kNew) return done();
   if (phase_ == Phase::kConnecting) {
     failure_ = "the controller was reset";
-    ctrlr_->RunJs([this]() { FinishConnect(env_, false); });
+    if (reactor())
+      FinishConnect(env_, false);
+    else
+      ctrlr_->RunJs([this]() { FinishConnect(env_, false); });
   }
   phase_ = Phase::kFailed;
   if (failure_.empty()) failure_ = "controller reset";
-  spdk_nvme_ctrlr_disconnect_io_qpair(qp_);
-  in_process_ = true;
-  spdk_nvme_qpair_process_completions(qp_, 0);
-  in_process_ = false;
-  for (Slot& s : slots_)
-    if (s.in_spdk) Complete(&s, kAbortedSqDeletion);
-  if (armed_ && cq_head_ != cq_tail_) ctrlr_->RunJs([this]() { Deliver(env_); });
+  // Freed, not just disconnected: SPDK's controller initialisation after a reset hands out the
+  // qpair IDs again (as SPDK's bdev_nvme does, a new qpair is allocated on reconnect).
+  auto drop = [this]() {
+    owner_connecting_ = false;
+    FreeSpdkQpair();
+  };
+  if (reactor()) {
+    if (!owner_alive_ || !link_->Send([this, drop, done]() {
+          drop();
+          Announce();
+          done();
+        }))
+      done();
+    return;
+  }
+  drop();
+  if (io_.armed() && io_.has_completions()) ctrlr_->RunJs([this]() { Deliver(env_); });
   UpdateDriver();
+  done();
 }
 
 void JsLsQpair::OnCtrlrFailed(const std::string& why) {
-  if (phase_ != Phase::kReady || qp_ == nullptr) return;
   // The qpair's own connection may still be up; its next poll tells. Commands keep their
   // chance to complete; new ones are refused.
-  if (in_spdk_ == 0) {
-    phase_ = Phase::kFailed;
-    failure_ = why;
-  }
+  if (!reactor() && in_spdk_ == 0) SetFailed(why);
 }
 
+// The owner's thread: SPDK aborts what it still holds (ABORTED - SQ DELETION) and frees the qpair.
 void JsLsQpair::FreeSpdkQpair() {
-  if (qp_ == nullptr) return;
-  // SPDK aborts what it still holds (ABORTED - SQ DELETION) and frees the qpair.
-  if (ctrlr_->app()->running() && ctrlr_->ctrlr() != nullptr) spdk_nvme_ctrlr_free_io_qpair(qp_);
+  if (qp_ != nullptr && ctrlr_->ctrlr() != nullptr) spdk_nvme_ctrlr_free_io_qpair(qp_);
   qp_ = nullptr;
-  for (Slot& s : slots_)
-    if (s.in_spdk) Complete(&s, kAbortedSqDeletion);
+  for (uint32_t i = 0; i < depth_; i++)
+    if (reqs_[i].in_spdk) Complete(static_cast<uint16_t>(i), kAbortedSqDeletion);
+}
+
+void JsLsQpair::CloseOnReactor() {
+  uint16_t cid;
+  // Commands JavaScript submitted that the poller has not taken complete without being sent.
+  while (sq_.Pop(&cid)) io_.Push(cid, kAbortedSqDeletion);
+  FreeSpdkQpair();
+  if (poller_ != nullptr) spdk_poller_unregister(&poller_);
+  if (timeout_poller_ != nullptr) spdk_poller_unregister(&timeout_poller_);
+  link_->Exit();
+  link_->PostToJs([this](Napi::Env env) { Finish(env); });
 }
 
 // disconnect() -> Promise: commands in flight complete with ABORTED - SQ DELETION; their
@@ -561,15 +704,26 @@ Napi::Value JsLsQpair::Disconnect(const Napi::CallbackInfo& info) {
     FinishConnect(env, false);
   }
   phase_ = Phase::kClosing;
-  FreeSpdkQpair();
+  if (timeout_timer_ != nullptr) uv_timer_stop(timeout_timer_);
+  if (reactor() && owner_alive_) {
+    // The queue's thread frees SPDK's qpair and exits (or, still being created, exits at once);
+    // Finish() runs when it did. A thread that could not be created finishes from its failure.
+    closing_.store(true, std::memory_order_release);
+    return p;
+  }
+  if (ctrlr_->app()->running()) FreeSpdkQpair();
+  qp_ = nullptr;
   Finish(env);
   return p;
 }
 
 void JsLsQpair::Finish(napi_env env) {
+  if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
+  owner_alive_ = false;
   UpdateDriver();
   Deliver(env);  // completions armed for go out now; the rest stay for reap()
+  if (link_) link_->Release();
   auto d = std::move(close_deferred_);
   if (d) d->Resolve(Napi::Env(env).Undefined());
   if (counted_) {
@@ -583,27 +737,32 @@ void JsLsQpair::Finish(napi_env env) {
 Napi::Value JsLsQpair::Reconnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string op = "nvme.reset";
-  if (phase_ == Phase::kClosing || phase_ == Phase::kClosed || qp_ == nullptr) ThrowSpdkError(env, "the qpair is freed", ENOTCONN, op);
+  if (phase_ == Phase::kClosing || phase_ == Phase::kClosed || phase_ == Phase::kNew) ThrowSpdkError(env, "the qpair is freed", ENOTCONN, op);
   if (phase_ == Phase::kConnecting) ThrowSpdkError(env, "the qpair is connecting", EBUSY, op);
   if (!ctrlr_->ready()) ThrowSpdkError(env, "the controller is not connected", ENOTCONN, op);
   max_xfer_ = spdk_nvme_ctrlr_get_max_xfer_size(ctrlr_->ctrlr());
   auto d = std::make_shared<Napi::Promise::Deferred>(env);
-  if (spdk_nvme_qpair_is_connected(qp_)) {
-    // PCIe: SPDK's reset re-created the queue itself.
-    phase_ = Phase::kReady;
-    failure_.clear();
-    d->Resolve(env.Undefined());
-    return d->Promise();
+  phase_ = Phase::kConnecting;
+  connect_deferred_ = d;
+  failure_.clear();
+  // On the owner's thread: a new SPDK qpair on the new association (the reset freed the old one).
+  auto reconnect = [this]() {
+    FreeSpdkQpair();
+    const std::string err = AllocSpdkQpair();
+    if (!err.empty()) {
+      ToJs([this, err](napi_env env) {
+        failure_ = err;
+        FinishConnect(env, false);
+      });
+    }
+  };
+  if (!reactor()) {
+    reconnect();
+    UpdateDriver();
+  } else if (!link_->Send(reconnect)) {
+    failure_ = "the queue pair's thread is gone";
+    FinishConnect(env, false);
   }
-  ClearRecent();
-  const int rc = spdk_nvme_ctrlr_connect_io_qpair(ctrlr_->ctrlr(), qp_);
-  if (rc != 0 && rc != -EISCONN) {
-    phase_ = Phase::kFailed;
-    failure_ = "SPDK could not reconnect it (" + ErrnoText(-rc) + ")";
-    d->Reject(MakeSpdkError(env, "cannot reconnect " + Where() + ": " + failure_, -rc, op).Value());
-    return d->Promise();
-  }
-  StartConnect(d);
   return d->Promise();
 }
 
@@ -619,6 +778,7 @@ Napi::Value JsLsQpair::State(const Napi::CallbackInfo& info) {
 Napi::Value JsLsQpair::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
+  if (reactor()) return o;  // counters live on the reactor's thread
   o.Set("submissions", Napi::Number::New(env, static_cast<double>(submissions_)));
   o.Set("completions", Napi::Number::New(env, static_cast<double>(completions_)));
   o.Set("processCalls", Napi::Number::New(env, static_cast<double>(process_calls_)));
