@@ -9,11 +9,14 @@
 #include <napi.h>
 #include <sys/uio.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "dma_buffer.h"
+#include "napi_util.h"
 
 namespace spdk_node {
 
@@ -56,6 +59,58 @@ int ParseIoHead(const double* d, uint32_t depth, uint64_t num_blocks, const std:
 int ParseIoBuffers(const double* d, const double* iov_table, uint32_t depth, uint64_t need, uint32_t align,
                    const std::string& name, const std::function<DmaBuffer*(double)>& lookup, struct iovec* iovs,
                    DmaBuffer** bufs, int* iovcnt, std::string* msg);
+
+// What a bdev queue's slot (one per tag) holds for the JS thread: busy from submit() until its
+// completion is reaped, and the buffers its I/O references meanwhile.
+struct IoSlotRefs {
+  uint32_t tag = 0;
+  bool busy = false;
+  int nbufs = 0;
+  DmaBuffer* bufs[kMaxIovs];
+};
+
+// A bdev queue's submit(count) on the JS thread: validates descriptors 0..count-1 of `desc` with
+// prepare(d, &msg) (0 or a positive errno; it fills the tag's slot and refuses a busy one),
+// marking each slot busy as it goes so a tag twice in the batch is refused; a failure unmarks
+// them and throws an SpdkError with its `index`, so nothing was submitted. Then each I/O takes
+// its buffer references and goes to push(slot).
+template <class Slot, class Prepare, class Push>
+void SubmitIoBatch(Napi::Env env, const double* desc, uint32_t count, std::vector<Slot>& slots, const std::string& op,
+                   Prepare prepare, Push push) {
+  if (count > slots.size()) ThrowSpdkError(env, "more descriptors than the queue depth", EINVAL, op);
+  auto slot_of = [&](uint32_t i) -> Slot& { return slots[static_cast<uint32_t>(desc[static_cast<size_t>(i) * kDescWords + kDescTag])]; };
+  for (uint32_t i = 0; i < count; i++) {
+    std::string msg;
+    const int err = prepare(desc + static_cast<size_t>(i) * kDescWords, &msg);
+    if (err == 0) {
+      slot_of(i).busy = true;
+      continue;
+    }
+    for (uint32_t j = 0; j < i; j++) slot_of(j).busy = false;
+    Napi::Error e = MakeSpdkError(env, msg, err, op);
+    e.Set("index", Napi::Number::New(env, i));
+    throw e;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    Slot& s = slot_of(i);
+    for (int k = 0; k < s.nbufs; k++) s.bufs[k]->IoRef();
+    push(s);
+  }
+}
+
+// A bdev queue's reap() on the JS thread: completions [head, head + n) of `cq` ({tag, status}
+// pairs, capacity `cap`, a power of two) are JavaScript's to read; their slots drop their buffer
+// references and are free again. Returns reap()'s answer: start index * 2^17 + count.
+template <class Slot>
+double ReleaseReaped(const int32_t* cq, uint32_t cap, uint32_t head, uint32_t n, std::vector<Slot>& slots) {
+  for (uint32_t i = 0; i < n; i++) {
+    Slot& s = slots[static_cast<uint32_t>(cq[static_cast<size_t>((head + i) & (cap - 1)) * 2])];
+    for (int k = 0; k < s.nbufs; k++) s.bufs[k]->IoUnref();
+    s.nbufs = 0;
+    s.busy = false;
+  }
+  return static_cast<double>(head & (cap - 1)) * 131072.0 + n;
+}
 
 inline Napi::Object IoQueueConstants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);

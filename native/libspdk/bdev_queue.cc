@@ -14,15 +14,11 @@
 
 namespace spdk_node::libspdk {
 
-struct BdevQueue::Slot {
+struct BdevQueue::Slot : IoSlotRefs {
   BdevQueue* queue = nullptr;
-  uint32_t tag = 0;
-  bool busy = false;  // JS thread: submitted and not yet reaped
   int op = 0;
   uint64_t offset = 0;
   uint64_t blocks = 0;
-  int iovcnt = 0;
-  DmaBuffer* bufs[kMaxIovs];
   struct iovec iovs[kMaxIovs];
   spdk_bdev_io_wait_entry wait{};
 };
@@ -208,10 +204,10 @@ int BdevQueue::Prepare(const double* d, std::string* msg) {
   s->op = h.op;
   s->offset = h.offset;
   s->blocks = h.blocks;
-  s->iovcnt = 0;
+  s->nbufs = 0;
   if (h.op != kIoRead && h.op != kIoWrite) return 0;
   return ParseIoBuffers(d, iov_table_, depth_, h.blocks * block_size_, align_, name_,
-                        [this](double id) { return app_->LookupBuffer(id); }, s->iovs, s->bufs, &s->iovcnt, msg);
+                        [this](double id) { return app_->LookupBuffer(id); }, s->iovs, s->bufs, &s->nbufs, msg);
 }
 
 Napi::Value BdevQueue::Submit(const Napi::CallbackInfo& info) {
@@ -220,27 +216,11 @@ Napi::Value BdevQueue::Submit(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, ready_ ? "queue is closed" : "queue is not open", ESHUTDOWN, kOpSubmit);
   if (removed_.load(std::memory_order_acquire)) ThrowSpdkError(env, "bdev " + name_ + " was deleted", ENODEV, kOpSubmit);
   const uint32_t count = info[0].As<Napi::Number>().Uint32Value();
-  if (count > depth_) ThrowSpdkError(env, "more descriptors than the queue depth", EINVAL, kOpSubmit);
-  for (uint32_t i = 0; i < count; i++) {
-    std::string msg;
-    const double* d = desc_ + static_cast<size_t>(i) * kDescWords;
-    const int err = Prepare(d, &msg);
-    if (err == 0) {
-      slots_[static_cast<uint32_t>(d[kDescTag])].busy = true;
-      continue;
-    }
-    for (uint32_t j = 0; j < i; j++)
-      slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(j) * kDescWords + kDescTag])].busy = false;
-    Napi::Error e = MakeSpdkError(env, msg, err, kOpSubmit);
-    e.Set("index", Napi::Number::New(env, i));
-    throw e;
-  }
-  for (uint32_t i = 0; i < count; i++) {
-    Slot* s = &slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(i) * kDescWords + kDescTag])];
-    for (int k = 0; k < s->iovcnt; k++) s->bufs[k]->IoRef();
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
-    sq_.Push(s->tag);  // cannot fail: at most depth_ slots are busy
-  }
+  SubmitIoBatch(env, desc_, count, slots_, kOpSubmit, [this](const double* d, std::string* msg) { return Prepare(d, msg); },
+                [this](Slot& s) {
+                  in_flight_.fetch_add(1, std::memory_order_relaxed);
+                  sq_.Push(s.tag);  // cannot fail: at most depth_ slots are busy
+                });
   return Napi::Number::New(env, count);
 }
 
@@ -285,10 +265,10 @@ void BdevQueue::SubmitOne(Slot* s) {
   } else {
     switch (s->op) {
       case kIoRead:
-        rc = spdk_bdev_readv_blocks(bdev_desc_, channel_, s->iovs, s->iovcnt, s->offset, s->blocks, &OnIoDone, s);
+        rc = spdk_bdev_readv_blocks(bdev_desc_, channel_, s->iovs, s->nbufs, s->offset, s->blocks, &OnIoDone, s);
         break;
       case kIoWrite:
-        rc = spdk_bdev_writev_blocks(bdev_desc_, channel_, s->iovs, s->iovcnt, s->offset, s->blocks, &OnIoDone, s);
+        rc = spdk_bdev_writev_blocks(bdev_desc_, channel_, s->iovs, s->nbufs, s->offset, s->blocks, &OnIoDone, s);
         break;
       case kIoFlush:
         rc = spdk_bdev_flush_blocks(bdev_desc_, channel_, s->offset, s->blocks, &OnIoDone, s);
@@ -347,13 +327,7 @@ Napi::Value BdevQueue::Reap(const Napi::CallbackInfo& info) {
   link_->ClearWake();
   const uint32_t tail = cq_tail_.load(std::memory_order_acquire);
   const uint32_t n = tail - cq_head_;
-  for (uint32_t i = 0; i < n; i++) {
-    Slot& slot = slots_[static_cast<uint32_t>(cq_[static_cast<size_t>((cq_head_ + i) & (cq_cap_ - 1)) * 2])];
-    for (int k = 0; k < slot.iovcnt; k++) slot.bufs[k]->IoUnref();
-    slot.iovcnt = 0;
-    slot.busy = false;
-  }
-  const double packed = static_cast<double>(cq_head_ & (cq_cap_ - 1)) * 131072.0 + n;
+  const double packed = ReleaseReaped(cq_, cq_cap_, cq_head_, n, slots_);
   cq_head_ = tail;
   return Napi::Number::New(info.Env(), packed);
 }

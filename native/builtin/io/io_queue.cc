@@ -173,30 +173,12 @@ Napi::Value JsIoQueue::Submit(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, opened_ ? "queue is closed" : "queue is not open", ESHUTDOWN, op);
   if (bdev_->removed()) ThrowSpdkError(env, "bdev " + bdev_->name() + " was deleted", ENODEV, op);
   const uint32_t count = info[0].As<Napi::Number>().Uint32Value();
-  if (count > depth_) ThrowSpdkError(env, "more descriptors than the queue depth", EINVAL, op);
-  // Validate every descriptor first so that a throw means nothing was submitted.
-  for (uint32_t i = 0; i < count; i++) {
-    std::string msg;
-    const double* d = desc_ + static_cast<size_t>(i) * kDescWords;
-    int err = Prepare(d, &msg);
-    if (err == 0) {
-      // Marked busy now so a second descriptor with the same tag in this batch is refused.
-      slots_[static_cast<uint32_t>(d[kDescTag])].busy = true;
-      continue;
-    }
-    for (uint32_t j = 0; j < i; j++)
-      slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(j) * kDescWords + kDescTag])].busy = false;
-    Napi::Error e = MakeSpdkError(env, msg, err, op);
-    e.Set("index", Napi::Number::New(env, i));
-    throw e;
-  }
-  for (uint32_t i = 0; i < count; i++) {
-    Slot* s = &slots_[static_cast<uint32_t>(desc_[static_cast<size_t>(i) * kDescWords + kDescTag])];
-    for (int k = 0; k < s->nbufs; k++) s->bufs[k]->IoRef();
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
-    // Cannot fail: at most depth_ slots are busy and the ring holds depth_ entries.
-    sq_.Push(s->tag);
-  }
+  SubmitIoBatch(env, desc_, count, slots_, op, [this](const double* d, std::string* msg) { return Prepare(d, msg); },
+                [this](Slot& s) {
+                  in_flight_.fetch_add(1, std::memory_order_relaxed);
+                  // Cannot fail: at most depth_ slots are busy and the ring holds depth_ entries.
+                  sq_.Push(s.tag);
+                });
   if (count > 0) {
     if (js_polled_)
       static_cast<UvReactor*>(reactor_)->Kick();
@@ -297,15 +279,7 @@ Napi::Value JsIoQueue::Reap(const Napi::CallbackInfo& info) {
   const uint32_t n = tail - cq_head_;
   // Entries [head, head + n) are JS's to read now; their tags stay busy until resubmitted,
   // which is what keeps the reactor from overwriting them (see the header comment).
-  for (uint32_t i = 0; i < n; i++) {
-    const int32_t tag = cq_[static_cast<size_t>((cq_head_ + i) & (cq_cap_ - 1)) * 2];
-    Slot& slot = slots_[static_cast<uint32_t>(tag)];
-    for (int k = 0; k < slot.nbufs; k++) slot.bufs[k]->IoUnref();
-    slot.nbufs = 0;
-    slot.busy = false;
-  }
-  // One number, no allocation: start index * 2^17 + count (both at most 2^16).
-  const double packed = static_cast<double>(cq_head_ & (cq_cap_ - 1)) * 131072.0 + n;
+  const double packed = ReleaseReaped(cq_, cq_cap_, cq_head_, n, slots_);
   cq_head_ = tail;
   return Napi::Number::New(env, packed);
 }

@@ -46,14 +46,10 @@ class JsIoQueue : public Napi::ObjectWrap<JsIoQueue> {
   ~JsIoQueue() override;
 
  private:
-  struct Slot {
+  struct Slot : IoSlotRefs {
     BdevIo io;
     JsIoQueue* queue = nullptr;
-    uint32_t tag = 0;
-    bool busy = false;  // JS thread view: submitted and not yet reaped
     uint64_t submit_ns = 0;
-    DmaBuffer* bufs[kMaxIovs];
-    int nbufs = 0;
     struct iovec iovs[kMaxIovs];
   };
 

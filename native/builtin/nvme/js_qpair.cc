@@ -19,14 +19,6 @@ namespace {
 
 const char* kOpSubmit = "nvme.submit";
 
-uint32_t DepthArg(const Napi::CallbackInfo& info) {
-  if (info.Length() < 2 || !info[1].IsObject()) return 1;
-  Napi::Value v = info[1].As<Napi::Object>().Get("depth");
-  if (!v.IsNumber()) return 1;
-  const uint32_t d = v.As<Napi::Number>().Uint32Value();
-  return d == 0 || d > 65535 ? 1 : d;
-}
-
 uint64_t NowUs() { return NowNs() / 1000; }
 
 void FreeTimer(uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); }
@@ -49,7 +41,7 @@ Napi::Function JsNvmeQpair::Init(Napi::Env env) {
 
 // new NvmeQpair(ctrlr, { qid, depth, queueSize, reactor, spin, timeoutMs }, onReady)
 JsNvmeQpair::JsNvmeQpair(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<JsNvmeQpair>(info), io_(DepthArg(info)), sq_(DepthArg(info)) {
+    : Napi::ObjectWrap<JsNvmeQpair>(info), io_(QpairDepthArg(info)), sq_(QpairDepthArg(info)) {
   Napi::Env env = info.Env();
   env_ = env;
   const std::string op = "nvme.allocQpair";

@@ -24,6 +24,14 @@ ReapArgs ParseReapArgs(const Napi::CallbackInfo& info) {
   return a;
 }
 
+uint32_t QpairDepthArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[1].IsObject()) return 1;
+  Napi::Value v = info[1].As<Napi::Object>().Get("depth");
+  if (!v.IsNumber()) return 1;
+  const uint32_t d = v.As<Napi::Number>().Uint32Value();
+  return d == 0 || d > 65535 ? 1 : d;
+}
+
 HostSlots::HostSlots(uint32_t depth) : depth_(depth), slots_(depth) {
   free_.reserve(depth);
   for (uint32_t i = depth; i > 0; i--) free_.push_back(static_cast<uint16_t>(i - 1));

@@ -45,6 +45,10 @@ struct ReapArgs {
 };
 ReapArgs ParseReapArgs(const Napi::CallbackInfo& info);
 
+// The `depth` of new NvmeQpair(ctrlr, { depth, ... }, onReady), for sizing what the constructor
+// builds before it validates its arguments: 1 when missing or out of range (then refused).
+uint32_t QpairDepthArg(const Napi::CallbackInfo& info);
+
 class HostSlots {
  public:
   explicit HostSlots(uint32_t depth);

@@ -40,14 +40,6 @@ int32_t StatusOf(const spdk_nvme_cpl* c) { return static_cast<int32_t>(c->status
 void FreeIdle(uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); }
 void FreeTimer(uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); }
 
-uint32_t DepthArg(const Napi::CallbackInfo& info) {
-  if (info.Length() < 2 || !info[1].IsObject()) return 1;
-  Napi::Value v = info[1].As<Napi::Object>().Get("depth");
-  if (!v.IsNumber()) return 1;
-  const uint32_t d = v.As<Napi::Number>().Uint32Value();
-  return d == 0 || d > 65535 ? 1 : d;
-}
-
 // The core of reactor `index`: SPDK's reactors are its cores in order.
 int CoreOfReactor(int index) {
   uint32_t core;
@@ -83,7 +75,7 @@ Napi::Function JsLsQpair::Init(Napi::Env env) {
 
 // new NvmeQpair(ctrlr, { qid, depth, queueSize, reactor, spin, timeoutMs }, onReady)
 JsLsQpair::JsLsQpair(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<JsLsQpair>(info), io_(DepthArg(info)), sq_(DepthArg(info)) {
+    : Napi::ObjectWrap<JsLsQpair>(info), io_(QpairDepthArg(info)), sq_(QpairDepthArg(info)) {
   Napi::Env env = info.Env();
   env_ = env;
   if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsFunction())
