@@ -377,6 +377,29 @@ describe('spdk.nvme on the libspdk engine (SPDK NVMe driver, host in a child pro
     }
   });
 
+  it('discovery: the log lists both subsystems at this address (SPDK discovery controller)', async () => {
+    // nvmf_tgt serves discovery on every listener's address.
+    const r = (await run(`const log = await spdk.nvme.discover('trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:${port}');
+      return { numrec: log.numrec, entries: log.entries.map((e) => [e.subnqn, e.trsvcid, e.trtype]) };`)) as { numrec: number; entries: Array<[string, string, unknown]> };
+    const nqns = r.entries.map((e) => e[0]);
+    expect(nqns).to.include(NQN);
+    expect(nqns).to.include(SLOW_NQN);
+    for (const e of r.entries) expect(e[1]).to.equal(String(port));
+    expect(r.numrec).to.equal(r.entries.length);
+  });
+
+  it('header and data digests (CRC32C on every PDU): verified writes and reads', async () => {
+    const r = (await run(`const k = await spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}', { hostnqn: 'nqn.2014-08.io.spdk-node:digest-host', headerDigest: true, dataDigest: true });
+      try {
+        const qp = await k.allocQpair({ depth: 16 });
+        const ns = k.namespace(1); const w = spdk.allocBuffer(16 * 65536); fill(w.bytes, 31337); const rd = spdk.allocBuffer(16 * 65536);
+        await Promise.all(Array.from({ length: 16 }, (_, i) => qp.write(ns, w, 40000 + i * 128, 128, { bufferOffset: i * 65536 })));
+        await Promise.all(Array.from({ length: 16 }, (_, i) => qp.read(ns, rd, 40000 + i * 128, 128, { bufferOffset: i * 65536 })));
+        return same(w.bytes, rd.bytes);
+      } finally { await k.detach(); }`)) as boolean;
+    expect(r).to.equal(true);
+  });
+
   it('connection refused and a wrong subsystem NQN: clear SpdkErrors', async () => {
     const closed = await freePort();
     const r = (await run(`return [await errorOf(spdk.nvme.connect('trtype:TCP traddr:127.0.0.1 trsvcid:${closed} subnqn:${NQN}')),
