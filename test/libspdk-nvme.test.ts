@@ -452,17 +452,20 @@ describe('spdk.nvme on the libspdk engine (SPDK NVMe driver, host in a child pro
     }
   });
 
-  it('spdk-node perf --engine libspdk: runs and prints its table', async function () {
-    // Its own process (and SPDK); the host's child above keeps running on core 0 meanwhile.
-    const r = spawnSync(
-      process.execPath,
-      [CLI, 'perf', '--engine', 'libspdk', '-q', '8', '-o', '4096', '-w', 'randread', '-t', '1', '-r', `trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN} ns:1`, '--no-progress'],
-      { encoding: 'utf8', timeout: 60000, killSignal: 'SIGKILL' },
-    );
-    expect(r.status, r.stdout + r.stderr).to.equal(0);
-    const total = /^Total\s+:\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)/m.exec(r.stdout);
-    expect(total, r.stdout).to.not.equal(null);
-    expect(Number(total![1])).to.be.greaterThan(0);
-    expect(r.stdout).to.match(/Attached to NVMe-oF Controller at TCP \(addr:127\.0\.0\.1 subnqn:nqn\.2016-06\.io\.spdk:lnvme1\)/);
-  });
+  for (const owner of ['js', 'reactor']) {
+    it(`spdk-node perf --engine libspdk --owner ${owner}: runs and prints its table`, async function () {
+      // Its own process (and SPDK); the host's child above keeps running on core 0 meanwhile.
+      const r = spawnSync(
+        process.execPath,
+        [CLI, 'perf', '--engine', 'libspdk', '--owner', owner, '-q', '8', '-o', '4096', '-w', 'randread', '-t', '1', '-r', `trtype:TCP traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN} ns:1`, '--no-progress'],
+        { encoding: 'utf8', timeout: 60000, killSignal: 'SIGKILL' },
+      );
+      expect(r.status, r.stdout + r.stderr).to.equal(0);
+      const total = /^Total\s+:\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)/m.exec(r.stdout);
+      expect(total, r.stdout).to.not.equal(null);
+      expect(Number(total![1])).to.be.greaterThan(0);
+      expect(r.stdout).to.match(/Attached to NVMe-oF Controller at TCP \(addr:127\.0\.0\.1 subnqn:nqn\.2016-06\.io\.spdk:lnvme1\)/);
+    });
+  }
+
 });

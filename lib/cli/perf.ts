@@ -210,7 +210,6 @@ export function parsePerfArgs(argv: string[]): PerfArgs {
   } else {
     throw usageError('-w (--io-pattern) io pattern type must be one of\n(read, write, randread, randwrite, rw, randrw)');
   }
-  if (engine === 'libspdk' && owner !== 'js') throw usageError('--owner reactor is not available with --engine libspdk yet (queue pairs are polled by the JS thread)');
   if (engine === 'builtin' && trids.some((t) => t.trtype !== 'TCP')) throw usageError("PCIe and RDMA controllers need --engine libspdk (the builtin host speaks NVMe/TCP)");
   return { depth, ioSize, pattern: base as 'read' | 'write' | 'rw', random, readPct, seconds, trids, cores, coresGiven, qpairsPerNs, headerDigest, dataDigest, owner, engine, hostnqn, progress };
 }
@@ -336,12 +335,14 @@ export async function perf(argv: string[], out: (line: string) => void = (l) => 
   const a = parsePerfArgs(argv);
   if (pinned(a)) return process.exitCode as number;
   if (a.owner === 'js' && a.cores.length > 1) process.stderr.write(`owner js: one JS thread drives every queue pair; it runs on core ${a.cores[0]}\n`);
-  // libspdk: SPDK's reactor shares the JS thread's core, so it runs in interrupt mode (it sleeps:
-  // nothing is scheduled on it; the JS thread polls the queue pairs), with SPDK's log quiet.
+  // libspdk with owner js: SPDK's reactor shares the JS thread's core, so it runs in interrupt mode
+  // (it sleeps: nothing is scheduled on it; the JS thread polls the queue pairs). With owner
+  // reactor its reactors poll the queue pairs on their cores, as spdk_nvme_perf's threads do.
+  const cores = a.owner === 'reactor' ? a.cores : [a.cores[0]];
   const spdk =
     a.engine === 'libspdk'
-      ? await Spdk.start({ engine: 'libspdk', cores: [a.cores[0]], interruptMode: true, logLevel: 'error' })
-      : await Spdk.start({ engine: 'builtin', cores: a.owner === 'reactor' ? a.cores : [a.cores[0]] });
+      ? await Spdk.start({ engine: 'libspdk', cores, interruptMode: a.owner === 'js', logLevel: 'error' })
+      : await Spdk.start({ engine: 'builtin', cores });
   const ctrlrs: NvmeController[] = [];
   const jobs: Job[] = [];
   try {
