@@ -208,6 +208,7 @@ const DISCOVERY = 'nqn.2014-08.org.nvmexpress.discovery';
  * not be undone (empty when the target is as fresh), never throws on a single failed delete.
  */
 export async function resetTarget(c: RpcCaller, fresh: Awaited<ReturnType<typeof targetState>>): Promise<string[]> {
+  if (JSON.stringify(await targetState(c)) === JSON.stringify(fresh)) return [];
   const tryCall = (method: string, params: unknown): Promise<unknown> => c.call(method, params).catch(() => undefined);
   const subsystems = (await c.call('nvmf_get_subsystems')) as Array<Json & { nqn: string; listen_addresses?: Json[]; hosts?: Array<{ nqn: string }> }>;
   for (const s of subsystems) {
