@@ -254,6 +254,11 @@ export interface UseTargetOptions extends TargetOptions {
   shared?: boolean;
   /** builtin: one engine for the whole block instead of one per test (default false). */
   sharedBuiltin?: boolean;
+  /**
+   * libspdk with `shared`: reset after each test (default true). false: the tests build on each
+   * other's state, as they do on a shared builtin engine (`sharedBuiltin`).
+   */
+  resetEachTest?: boolean;
 }
 
 /** The block's current target, with the fixture's controls. */
@@ -323,7 +328,7 @@ export function useTarget(engine: Engine, opts: UseTargetOptions = {}): TargetRe
   afterEach(async function () {
     await closeDeferred();
     if (!shared) return stop();
-    if (target === undefined || replace || engine === 'builtin') return;
+    if (target === undefined || replace || engine === 'builtin' || opts.resetEachTest === false) return;
     const left = await resetTarget(target.client, freshState!).catch((e: Error) => [`reset failed: ${e.message}`]);
     if (left.length === 0) return;
     replace = true;
