@@ -117,7 +117,8 @@ describe(`lvol RPC methods (${engine} engine)`, function () {
   const legacy = <T = unknown>(method: string, params: unknown): Promise<T> => legacyCaller().call(method, params) as Promise<T>;
 
   async function state(): Promise<string> {
-    return JSON.stringify([await call('bdev_lvol_get_lvstores'), await call('bdev_lvol_get_lvols'), await call('bdev_get_bdevs')]);
+    // Pipelined: SPDK's RPC server answers what it has read once per poll (every 4 ms).
+    return JSON.stringify(await Promise.all([call('bdev_lvol_get_lvstores'), call('bdev_lvol_get_lvols'), call('bdev_get_bdevs')]));
   }
 
   /** Calls and expects exactly this error, with lvstores, lvols and bdevs unchanged. */

@@ -130,7 +130,8 @@ interface Caller {
 /** Test helpers over any caller: calls, expected errors with nothing changed. */
 function helpers(caller: () => Caller, extraState: () => Promise<unknown> = async () => null) {
   const call = <T = unknown>(method: string, params?: unknown): Promise<T> => caller().call(method, params) as Promise<T>;
-  const state = async (): Promise<string> => JSON.stringify([await call('nvmf_get_subsystems'), await call('nvmf_get_transports'), await extraState()]);
+  // Pipelined: SPDK's RPC server answers what it has read once per poll (every 4 ms).
+  const state = async (): Promise<string> => JSON.stringify(await Promise.all([call('nvmf_get_subsystems'), call('nvmf_get_transports'), extraState()]));
   async function expectError(method: string, params: unknown, want: Err): Promise<void> {
     const before = await state();
     const err = await call(method, params).then(
