@@ -7,6 +7,7 @@ import { RpcClient } from '../lib/rpc/client';
 import { fillPattern, tempDir, uniqueSocketPath } from './helpers/env';
 import { FeatureId, freePort, LogId, NvmeTcpController } from './helpers/nvme-tcp-host';
 import { requireLibspdk } from './helpers/spdk-install';
+import { forEachEngine } from './helpers/engines';
 
 /*
  * OpenStack Cinder's SPDK volume driver (python3-cinder: cinder.volume.drivers.spdk.SPDKDriver
@@ -163,7 +164,7 @@ function pattern(seed: number): Buffer {
   return b;
 }
 
-for (const engine of ['builtin', 'libspdk'] as const)
+forEachEngine((engine) =>
 describe(`OpenStack Cinder SPDK driver against spdk-node target (${engine} engine)`, function () {
   this.timeout(60000);
 
@@ -254,7 +255,7 @@ describe(`OpenStack Cinder SPDK driver against spdk-node target (${engine} engin
     const socket = uniqueSocketPath('cinder');
     const cli = path.join(__dirname, '..', 'lib', 'cli', 'main.js');
     const t = new LineChild(
-      spawn(process.execPath, [cli, 'target', '--engine', engine, '--cores', '0', '--rpc-socket', socket, '--config', path.join(dir, 'config.json'), '--http', '127.0.0.1:0', '--http-credentials', path.join(dir, 'http-credentials.json')], {
+      spawn(process.execPath, [cli, 'target', '--engine', engine, ...(engine === 'libspdk' ? ['--no-huge'] : []), '--cores', '0', '--rpc-socket', socket, '--config', path.join(dir, 'config.json'), '--http', '127.0.0.1:0', '--http-credentials', path.join(dir, 'http-credentials.json')], {
         stdio: ['pipe', 'pipe', 'pipe'],
       }),
     );
@@ -530,4 +531,5 @@ describe(`OpenStack Cinder SPDK driver against spdk-node target (${engine} engin
     expect(await drv('delete_volume', { volume: vol(V1, 2) })).to.equal(null);
     expect(await drv('remove_export', { volume: vol(V1, 2) })).to.equal(null);
   });
-});
+}),
+);

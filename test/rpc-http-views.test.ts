@@ -4,8 +4,9 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { parseTargetArgs } from '../lib/cli/main';
 import { readCredentialsFile, RpcHttpServer, serveRpcHttp } from '../lib/rpc/http';
-import { Spdk } from '../lib/spdk';
+import type { RpcTarget } from '../lib/rpc/dispatcher';
 import { tempDir } from './helpers/env';
+import { forEachEngine, useTarget } from './helpers/engines';
 import { freePort, NvmeTcpController } from './helpers/nvme-tcp-host';
 
 /*
@@ -65,8 +66,20 @@ function post(port: number, who: Who, method: string, params?: unknown): Promise
   });
 }
 
-describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
-  let spdk: Spdk;
+/*
+ * On both engines: builtin, the engine's method table applies the views; libspdk, the engine's
+ * RpcForwarder (what spdk.serveRpcHttp serves on libspdk) in front of SPDK in a child, one for the
+ * block (the tests share the subsystems made in `before`, as on builtin).
+ */
+forEachEngine((engine) =>
+describe(`HTTP credentials with views of the NVMe-oF subsystems (${engine} engine)`, function () {
+  const t = useTarget(engine, { tag: 'views', sharedBuiltin: true, resetEachTest: false });
+  const builtin = engine === 'builtin';
+  /** Parsing and construction checks that involve no engine: builtin only. */
+  const pureIt = (title: string, fn: () => void): void => {
+    if (builtin) it(title, fn);
+  };
+  let target: RpcTarget;
   let server: RpcHttpServer;
   let port: number;
   let nvmfPort: number;
@@ -78,16 +91,16 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
   };
   const nqns = async (who: Who): Promise<string[]> => ((await call(who, 'nvmf_get_subsystems')) as Array<{ nqn: string }>).map((s) => s.nqn);
   /** Everything the target holds, as the Unix socket (no view) sees it. */
-  const everything = async (): Promise<unknown> => spdk.rpc.call('nvmf_get_subsystems');
+  const everything = async (): Promise<unknown> => t.client.call('nvmf_get_subsystems');
 
   before(async () => {
-    spdk = await Spdk.start({ engine: 'builtin', cores: [0] });
-    server = new RpcHttpServer(spdk.dispatcher, { credentials: Object.values(USERS) });
+    target = builtin ? t.spdk!.dispatcher : (t.rpc as RpcTarget);
+    server = new RpcHttpServer(target, { credentials: Object.values(USERS) });
     ({ port } = await server.listen('127.0.0.1', 0));
     nvmfPort = await freePort();
-    await spdk.rpc.call('nvmf_create_transport', { trtype: 'TCP' });
+    await t.client.call('nvmf_create_transport', { trtype: 'TCP' });
     for (const b of ['v_cinder', 'v_csi', 'v_other', 'v_spare']) {
-      await spdk.rpc.call('bdev_malloc_create', { name: b, num_blocks: 2048, block_size: 512 });
+      await t.client.call('bdev_malloc_create', { name: b, num_blocks: 2048, block_size: 512 });
     }
     // Each client makes its own subsystem through its own credential, as it would.
     const listen = { trtype: 'tcp', traddr: '127.0.0.1', trsvcid: String(nvmfPort) };
@@ -103,7 +116,6 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
 
   after(async () => {
     await server?.close();
-    await spdk?.stop();
   });
 
   it('lists the discovery subsystem first, then the view\'s own subsystems', async () => {
@@ -212,11 +224,11 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
     }
   });
 
-  it('refuses a view that is not an NQN prefix', () => {
+  pureIt('refuses a view that is not an NQN prefix', () => {
     for (const view of ['csi', '', 'NQN.2014-08.io.spdk', 'nqn.' + 'x'.repeat(220), 'nqn.a\nb']) {
-      expect(() => new RpcHttpServer(spdk.dispatcher, { credentials: [{ user: 'u', password: 'p', view }] })).to.throw(/must be an NQN prefix/);
+      expect(() => new RpcHttpServer(target, { credentials: [{ user: 'u', password: 'p', view }] })).to.throw(/must be an NQN prefix/);
     }
-    expect(new RpcHttpServer(spdk.dispatcher, { credentials: [{ user: 'u', password: 'p', view: 'nqn.' }] }).users).to.deep.equal([{ user: 'u', view: 'nqn.' }]);
+    expect(new RpcHttpServer(target, { credentials: [{ user: 'u', password: 'p', view: 'nqn.' }] }).users).to.deep.equal([{ user: 'u', view: 'nqn.' }]);
   });
 
   describe('credentials file (--http-credentials)', () => {
@@ -231,7 +243,7 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
     });
     after(() => tmp.cleanup());
 
-    it('reads users, passwords or password files (relative to the file), and views', () => {
+    pureIt('reads users, passwords or password files (relative to the file), and views', () => {
       write('cinder.pw', 'from-a-file\n');
       const f = write(
         'creds.json',
@@ -264,7 +276,7 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
       ['a view that is not a string', '{"credentials": [{"user": "a", "password": "hunter2", "nqn_prefix": 1}]}', /"nqn_prefix" for user 'a' must be a string/],
     ];
     for (const [what, text, re] of bad) {
-      it(`refuses ${what}, saying where and never showing the password`, () => {
+      pureIt(`refuses ${what}, saying where and never showing the password`, () => {
         const f = write('bad.json', text);
         let err: Error | undefined;
         try {
@@ -280,7 +292,7 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
 
     it('serveRpcHttp serves the file\'s users beside --user, each with its view; views are checked', async () => {
       const f = write('serve.json', JSON.stringify({ credentials: [{ user: 'spdkcsiuser', password: 'spdkcsipass', nqn_prefix: CSI_VIEW }] }));
-      const s = await serveRpcHttp(spdk.dispatcher, { listen: '127.0.0.1:0', user: 'admin', password: 'admin-pw', credentialsFile: f });
+      const s = await serveRpcHttp(target, { listen: '127.0.0.1:0', user: 'admin', password: 'admin-pw', credentialsFile: f });
       try {
         expect(s.users).to.deep.equal([{ user: 'admin' }, { user: 'spdkcsiuser', view: CSI_VIEW }]);
         const p = s.address!.port;
@@ -290,7 +302,7 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
         await s.close();
       }
       const refusal = (o: Parameters<typeof serveRpcHttp>[1]): Promise<string> =>
-        serveRpcHttp(spdk.dispatcher, o).then(
+        serveRpcHttp(target, o).then(
           async (srv) => {
             await srv.close();
             return 'served';
@@ -304,7 +316,7 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
       expect(await refusal({ listen: '127.0.0.1:0' })).to.match(/needs a user and a password, or a credentials file/);
     });
 
-    it('the CLI takes --http-credentials with or without --user', () => {
+    pureIt('the CLI takes --http-credentials with or without --user', () => {
       expect(parseTargetArgs(['--http', '127.0.0.1:0', '--http-credentials', '/c.json']).http).to.deep.include({ credentialsFile: '/c.json', user: undefined });
       expect(parseTargetArgs(['--http', '127.0.0.1:0', '--user', 'u', '--password', 'p', '--http-credentials', '/c.json']).http).to.deep.include({
         credentialsFile: '/c.json',
@@ -315,4 +327,5 @@ describe('HTTP credentials with views of the NVMe-oF subsystems', function () {
       expect(() => parseTargetArgs(['--http', '127.0.0.1:0'])).to.throw(/--http needs --user \(or --http-credentials\)/);
     });
   });
-});
+}),
+);

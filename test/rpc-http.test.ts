@@ -7,10 +7,10 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseTargetArgs } from '../lib/cli/main';
-import type { RpcContext } from '../lib/rpc/dispatcher';
+import { dispatchRequest, JsonRpcResponse, RpcContext, RpcTarget } from '../lib/rpc/dispatcher';
 import { HttpRpcContext, RpcHttpServer, serveRpcHttp } from '../lib/rpc/http';
-import { Spdk } from '../lib/spdk';
 import { tempDir, uniqueSocketPath } from './helpers/env';
+import { forEachEngine, useTarget } from './helpers/engines';
 
 // Credentials of the tests. The non-ASCII one checks both UTF-8 (curl, Go, Node) and Latin-1
 // (python-requests) encodings of the same password.
@@ -209,39 +209,77 @@ function hasPython(module = 'json'): boolean {
   }
 }
 
-describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
-  let spdk: Spdk;
+type TestMethod = (params: unknown, ctx: RpcContext) => unknown;
+
+/**
+ * The libspdk engine's HTTP target with the tests' own methods beside SPDK's: the engine's
+ * RpcForwarder (spdk.rpc on libspdk, what spdk.serveRpcHttp serves there) for everything else.
+ */
+class WithTestMethods implements RpcTarget {
+  constructor(
+    private readonly inner: RpcTarget,
+    private readonly methods: Record<string, TestMethod>,
+  ) {}
+
+  async call(method: string, params?: unknown, ctx: Partial<RpcContext> = {}): Promise<unknown> {
+    const m = this.methods[method];
+    return m ? m(params, { transport: 'internal', ...ctx }) : this.inner.call(method, params, ctx);
+  }
+
+  dispatch(request: unknown, ctx: Partial<RpcContext> = {}): Promise<JsonRpcResponse | null> {
+    return dispatchRequest(this, request, ctx);
+  }
+}
+
+/*
+ * The HTTP endpoint is spdk-node's code on both engines; what differs is what it calls. builtin:
+ * the engine's method table (test methods registered on it). libspdk: the engine's RpcForwarder
+ * to SPDK's own socket in a child, exactly what spdk.serveRpcHttp serves on libspdk (here in the
+ * test's process, so the test methods can sit beside it; the last test checks the child's own
+ * spdk.serveRpcHttp answers the same).
+ */
+forEachEngine((engine) =>
+describe(`HTTP endpoint (SPDK rpc_http_proxy.py protocol) (${engine} engine)`, function () {
+  const t = useTarget(engine, { tag: 'http', sharedBuiltin: true });
+  let target: RpcTarget;
   let server: RpcHttpServer;
   let port: number;
   let probeCalls = 0;
   const aborted: string[] = [];
 
   const bdevNames = async (): Promise<string[]> =>
-    ((await spdk.rpc.call('bdev_get_bdevs')) as Array<{ name: string }>).map((b) => b.name);
+    ((await t.client.call('bdev_get_bdevs')) as Array<{ name: string }>).map((b) => b.name);
 
   before(async () => {
-    spdk = await Spdk.start({ engine: 'builtin', cores: [0] });
-    // Test-only methods on the engine's real method table.
-    spdk.dispatcher.register('test_http_probe', () => ++probeCalls);
-    spdk.dispatcher.register('test_http_ctx', (_p: unknown, ctx: RpcContext) => {
-      const c = ctx as unknown as HttpRpcContext;
-      return { transport: c.transport, user: c.user, view: c.view ?? null };
-    });
-    spdk.dispatcher.register('test_http_sleep', async (p: unknown) => {
-      await sleep((p as { ms: number }).ms);
-      return (p as { ms: number }).ms;
-    });
-    spdk.dispatcher.register('test_http_wait_abort', (p: unknown, ctx: RpcContext) =>
-      new Promise((resolve) => {
-        const t = setTimeout(() => resolve('timeout'), 5000);
-        ctx.signal?.addEventListener('abort', () => {
-          clearTimeout(t);
-          aborted.push((p as { tag: string }).tag);
-          resolve('aborted');
-        });
-      }),
-    );
-    server = new RpcHttpServer(spdk.dispatcher, {
+    const methods: Record<string, TestMethod> = {
+      test_http_probe: () => ++probeCalls,
+      test_http_ctx: (_p, ctx) => {
+        const c = ctx as unknown as HttpRpcContext;
+        return { transport: c.transport, user: c.user, view: c.view ?? null };
+      },
+      test_http_sleep: async (p) => {
+        await sleep((p as { ms: number }).ms);
+        return (p as { ms: number }).ms;
+      },
+      test_http_wait_abort: (p, ctx) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(() => resolve('timeout'), 5000);
+          ctx.signal?.addEventListener('abort', () => {
+            clearTimeout(timer);
+            aborted.push((p as { tag: string }).tag);
+            resolve('aborted');
+          });
+        }),
+    };
+    if (engine === 'builtin') {
+      // Test-only methods on the engine's real method table.
+      const dispatcher = t.spdk!.dispatcher;
+      for (const [name, fn] of Object.entries(methods)) dispatcher.register(name, fn);
+      target = dispatcher;
+    } else {
+      target = new WithTestMethods(t.rpc as RpcTarget, methods);
+    }
+    server = new RpcHttpServer(target, {
       credentials: [
         { user: USER, password: PASSWORD },
         { user: CSI_USER, password: CSI_PASSWORD, view: CSI_VIEW },
@@ -252,7 +290,6 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
 
   after(async () => {
     await server?.close();
-    await spdk?.stop();
   });
 
   describe('authentication', () => {
@@ -310,13 +347,13 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
     });
 
     it('refuses bad credential lists at construction', () => {
-      const mk = (credentials: Array<{ user: string; password: string }>) => () => new RpcHttpServer(spdk.dispatcher, { credentials });
+      const mk = (credentials: Array<{ user: string; password: string }>) => () => new RpcHttpServer(target, { credentials });
       expect(mk([])).to.throw(/at least one credential/);
       expect(mk([{ user: 'a:b', password: 'x' }])).to.throw(/without ':'/);
       expect(mk([{ user: '', password: 'x' }])).to.throw(/non-empty/);
       expect(mk([{ user: 'a', password: '' }])).to.throw(/non-empty/);
       expect(mk([{ user: 'a', password: 'x' }, { user: 'a', password: 'y' }])).to.throw(/twice/);
-      expect(() => new RpcHttpServer(spdk.dispatcher, { credentials: [{ user: 'a', password: 'x', view: 'csi' }] })).to.throw(/NQN prefix/);
+      expect(() => new RpcHttpServer(target, { credentials: [{ user: 'a', password: 'x', view: 'csi' }] })).to.throw(/NQN prefix/);
       // The message names the user, never the password.
       expect(mk([{ user: 'a', password: '' }])).to.throw(/'a'/);
     });
@@ -622,7 +659,7 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
     };
 
     before(async () => {
-      small = new RpcHttpServer(spdk.dispatcher, { credentials: [{ user: USER, password: PASSWORD }], maxBodyBytes: LIMIT });
+      small = new RpcHttpServer(target, { credentials: [{ user: USER, password: PASSWORD }], maxBodyBytes: LIMIT });
       ({ port: smallPort } = await small.listen('127.0.0.1', 0));
     });
     after(() => small.close());
@@ -675,7 +712,7 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
       }
       tmp = tempDir('spdk-node-http-tls-');
       pem = makeCert(tmp.dir);
-      secure = new RpcHttpServer(spdk.dispatcher, { credentials: [{ user: USER, password: PASSWORD }], tls: { cert: pem.cert, key: pem.key } });
+      secure = new RpcHttpServer(target, { credentials: [{ user: USER, password: PASSWORD }], tls: { cert: pem.cert, key: pem.key } });
       ({ port: securePort } = await secure.listen('127.0.0.1', 0));
     });
     after(async () => {
@@ -702,7 +739,7 @@ describe('HTTP endpoint (SPDK rpc_http_proxy.py protocol)', function () {
     });
 
     it('takes one PEM file holding both certificate and key (the proxy\'s -c) through serveRpcHttp', async () => {
-      const s = await serveRpcHttp(spdk.dispatcher, { listen: '127.0.0.1:0', user: USER, password: PASSWORD, tlsCert: pem.combinedFile });
+      const s = await serveRpcHttp(target, { listen: '127.0.0.1:0', user: USER, password: PASSWORD, tlsCert: pem.combinedFile });
       try {
         const r = await request(s.address!.port, rpcBody('spdk_get_version', undefined, 5), { tls: { ca: pem.cert } });
         expect(r.json.id).to.equal(5);
@@ -813,7 +850,7 @@ print(json.dumps(out))
       const tmp = tempDir('spdk-node-http-py-');
       try {
         const pem = makeCert(tmp.dir);
-        const s = new RpcHttpServer(spdk.dispatcher, { credentials: [{ user: USER, password: PASSWORD }], tls: { cert: pem.cert, key: pem.key } });
+        const s = new RpcHttpServer(target, { credentials: [{ user: USER, password: PASSWORD }], tls: { cert: pem.cert, key: pem.key } });
         const a = await s.listen('127.0.0.1', 0);
         try {
           const tls = await python(CINDER, [`https://127.0.0.1:${a.port}/`, USER, PASSWORD, 'https']);
@@ -827,7 +864,23 @@ print(json.dumps(out))
       }
     });
   });
-});
+
+  if (engine === 'libspdk') {
+    it("the child's own spdk.serveRpcHttp answers as the forwarder here does", async () => {
+      const childPort = await t.run(async (spdk, a) => {
+        const s = await spdk.serveRpcHttp({ listen: '127.0.0.1:0', user: a.user, password: a.password });
+        return s.address!.port;
+      }, { user: USER, password: PASSWORD });
+      for (const body of [rpcBody('bdev_get_bdevs', { name: 'http_nope' }, 4), rpcBody('no_such_method', undefined, 'é€😀'), rpcBody('spdk_get_version', undefined, 7), '{"jsonrpc":"2.0",']) {
+        const [a, b] = [await request(port, body), await request(childPort, body)];
+        expect([b.status, b.text], body).to.deep.equal([a.status, a.text]);
+      }
+      expect((await request(childPort, rpcBody('spdk_get_version'), { authorization: basic(USER, 'nope') })).status).to.equal(401);
+      // (Closed by the child's spdk.stop().)
+    });
+  }
+}),
+);
 
 describe('spdk-node target --http (CLI)', function () {
   this.timeout(30000);

@@ -25,6 +25,8 @@ export interface TargetOptions {
   clusterSize?: number;
   /** Also serve HTTP with Basic auth. */
   http?: { user: string; password: string };
+  /** The engine (default builtin); libspdk runs SPDK in the process, without hugepages. */
+  engine?: 'builtin' | 'libspdk';
 }
 
 /** A `spdk-node target` child process with a file-backed lvstore that survives restarts. */
@@ -47,7 +49,9 @@ export class TargetProcess {
       config,
       JSON.stringify({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_aio_create', params: { name: `${opts.tag}-disk`, filename: file, block_size: 4096 } }] }] }),
     );
-    this.args = [MAIN, 'target', '--engine', 'builtin', '--rpc-socket', this.socket, '--config', config];
+    const engine = opts.engine ?? 'builtin';
+    // libspdk: test/libspdk-engine.test.ts's options (one core, no hugepages, SPDK's 1 GiB).
+    this.args = [MAIN, 'target', '--engine', engine, ...(engine === 'libspdk' ? ['--no-huge'] : []), '--rpc-socket', this.socket, '--config', config];
   }
 
   /** Starts the process and creates its lvstore. */

@@ -286,8 +286,12 @@ export function registerLvolMethods(dispatcher: Dispatcher, lvols: LvolBackend, 
     if (pendingStores.has(req.new_name) || storeByName(req.new_name) !== undefined) {
       throw completionError(JSONRPC_ERROR_INVALID_PARAMS, EEXIST);
     }
-    // SPDK stores any new name, even an empty or over-long one (and then truncates it); here a
-    // name no lvstore could be created with is refused (docs/differences.md).
+    // SPDK also compares the new name with every store's `new_name`, which stays empty until that
+    // store is renamed: an empty name is EEXIST whenever some store never was (always, in practice;
+    // observed on SPDK v25.09). Here it always is.
+    if (req.new_name === '') throw completionError(JSONRPC_ERROR_INVALID_PARAMS, EEXIST);
+    // SPDK stores an over-long new name (and then truncates it); here a name no lvstore could be
+    // created with is refused (docs/differences.md).
     if (!validName(req.new_name)) throw completionError(JSONRPC_ERROR_INVALID_PARAMS, EINVAL);
     await reserving(pendingStores, [req.new_name], () => completion(() => lvols.renameLvstore(lvs.uuid, req.new_name)));
     return true;
