@@ -257,7 +257,8 @@ class JsLsQpair : public Napi::ObjectWrap<JsLsQpair> {
   uv_timer_t* timeout_timer_ = nullptr;
   bool idling_ = false;
   bool ticking_ = false;
-  uint64_t last_progress_ms_ = 0;
+  bool delivering_ = false;  // inside the JS callback of a poll's completions
+  uint64_t last_progress_ms_ = 0;  // uv_now()
 
   // Owner 'reactor': the queue's SPDK thread, submissions crossing a lockless ring.
   std::unique_ptr<ReactorLink> link_;

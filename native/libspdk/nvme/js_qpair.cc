@@ -32,7 +32,6 @@ constexpr uint64_t kAbortPending = ~0ull;
 // ABORTED - SQ DELETION (SCT 0, SC 08h), what SPDK completes a command with when its qpair goes.
 constexpr int32_t kAbortedSqDeletion = 0x08;
 
-uint64_t NowMs() { return uv_hrtime() / 1000000; }
 uint64_t NowUs() { return spdk_get_ticks() * 1000000 / spdk_get_ticks_hz(); }
 
 int32_t StatusOf(const spdk_nvme_cpl* c) { return static_cast<int32_t>(c->status_raw >> 1); }
@@ -274,7 +273,8 @@ void JsLsQpair::UpdateDriver() {
   if (reactor()) return;
   const bool closed = phase_ == Phase::kClosed || qp_ == nullptr;
   const bool work = !closed && (owner_connecting_ || in_spdk_ > 0);
-  const bool spin = work && !owner_connecting_ && spin_ && NowMs() - last_progress_ms_ <= kSpinMs;
+  // The loop's cached time: no clock read per poll.
+  const bool spin = work && !owner_connecting_ && spin_ && uv_now(ctrlr_->loop()) - last_progress_ms_ <= kSpinMs;
   if (spin != idling_) {
     if (spin)
       uv_idle_start(idle_, OnIdle);
@@ -303,7 +303,7 @@ int32_t JsLsQpair::Process() {
   const int32_t rc = spdk_nvme_qpair_process_completions(qp_, 0);
   in_process_ = false;
   process_calls_++;
-  if (rc > 0) last_progress_ms_ = NowMs();
+  if (rc > 0 && !reactor()) last_progress_ms_ = uv_now(ctrlr_->loop());
   if (!owner_connecting_ && (rc < 0 || spdk_nvme_qpair_get_failure_reason(qp_) != SPDK_NVME_QPAIR_FAILURE_NONE)) {
     // Transport lost: what SPDK aborted in this call failed for that reason, not a deletion.
     for (uint32_t i = before; i != io_.tail(); i++) {
@@ -360,7 +360,12 @@ void JsLsQpair::Announce() {
     }
     return;
   }
-  if (io_.armed() && io_.has_completions()) ctrlr_->RunJs([this]() { Deliver(env_); });
+  if (io_.armed() && io_.has_completions()) {
+    // What JavaScript submits from these completions (and its microtasks) is sent by the next poll.
+    delivering_ = true;
+    ctrlr_->RunJs([this]() { Deliver(env_); });
+    delivering_ = false;
+  }
 }
 
 int JsLsQpair::PollOnReactor(void* arg) {
@@ -502,15 +507,20 @@ uint32_t JsLsQpair::SubmitBatch(Napi::Env env, uint32_t count) {
     for (uint16_t cid : cids) sq_.Push(cid);
     return count;
   }
+  const bool others_out = in_spdk_ > 0;
   for (uint16_t cid : cids) {
     const int rc = Issue(cid);
     // Refused by SPDK (the qpair failed under us, no request left): it completes at once.
     if (rc != 0) Complete(cid, rc == -ENXIO ? -ECONNRESET : rc);
   }
   submissions_ += count;
-  last_progress_ms_ = NowMs();
-  // Sends what SPDK queued (the TCP transport writes on its poll) and takes early completions.
-  Process();
+  last_progress_ms_ = uv_now(ctrlr_->loop());
+  // SPDK's TCP transport sends what it queued on its next poll. Submitted from the completions a
+  // poll delivered while other commands are out, that is the idle handle's next poll, one loop
+  // iteration away, as in spdk_nvme_perf's loop (completion callbacks submit, the next
+  // process_completions() sends): fewer, fuller reads. Alone (depth 1), or outside a poll, or
+  // with the loop not spinning: now, for the latency.
+  if (!(delivering_ && idling_ && others_out)) Process();
   UpdateDriver();
   return count;
 }
@@ -533,8 +543,8 @@ Napi::Value JsLsQpair::Reap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ReapArgs a = ParseReapArgs(info);
   if (a.pending > 0)
-    SubmitBatch(env, a.pending);  // the JS owner polls once after sending
-  else if (!reactor() && phase_ == Phase::kReady && in_spdk_ > 0)
+    SubmitBatch(env, a.pending);
+  else if (!reactor() && phase_ == Phase::kReady && in_spdk_ > 0 && !(delivering_ && idling_))
     Process();
   if (reactor()) link_->ClearWake();
   const uint32_t n = io_.Collect(env, info[0], a);
