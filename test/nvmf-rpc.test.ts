@@ -350,8 +350,9 @@ describe(`nvmf RPC methods: the control plane (${engine === 'builtin' ? 'builtin
   let registry: SubsystemRegistry;
   let P0 = '4420';
   let P1 = '4421';
+  // libspdk: through the engine's spdk.rpc (the forwarder), as users call it.
   const { call, expectError, expectOnlyError } = helpers(
-    () => (builtin ? dispatcher : t!.client),
+    () => (builtin ? dispatcher : t!.rpc),
     async () => (builtin ? [...backend.subsystems.values()] : t!.client.call('bdev_get_bdevs')),
   );
 
@@ -454,9 +455,10 @@ describe(`nvmf RPC methods: the control plane (${engine === 'builtin' ? 'builtin
       await expectError('nvmf_create_transport', { trtype: 'tcp', sock_priority: 17 }, failed);
       await expectError('nvmf_create_transport', { trtype: 'tcp', c2h_success: 1 }, failed);
       await expectError('nvmf_create_transport', { trtype: 'tcp', buf_cache_size: 600 }, failed);
-      // SPDK divides by zero here (SIGFPE); refused instead (docs/differences.md). Not sent to
-      // SPDK: in the libspdk engine the SIGFPE ends the whole process.
-      if (builtin) await expectError('nvmf_create_transport', { trtype: 'tcp', max_io_size: 0 }, failed);
+      // SPDK divides by zero here (SIGFPE, the whole process on libspdk); refused instead, by the
+      // builtin engine and by the libspdk engine's forwarder (docs/differences.md).
+      await expectError('nvmf_create_transport', { trtype: 'tcp', max_io_size: 0 }, failed);
+      await expectError('nvmf_create_transport', { trtype: 'TCP', max_io_size: 0, io_unit_size: 8192 }, failed);
       if (builtin) expect(backend.calls).to.deep.equal([]);
     });
 
@@ -806,10 +808,9 @@ describe(`nvmf RPC methods: the control plane (${engine === 'builtin' ? 'builtin
       expect(await call('nvmf_subsystem_add_listener', { nqn: CNODE1, listen_address: { trtype: 'tcp', traddr: '127.0.0.1', trsvcid: ` +${P1}` }, extra: 1 })).to.equal(true);
       await call('nvmf_create_subsystem', { nqn: CNODE2, allow_any_host: true });
       // SPDK v25.09 crashes (SIGSEGV, NULL sock_impl in spdk_nvmf_transport_listen's strncmp) when a
-      // listener opened without sock_impl is added again with one: not sent to SPDK, which runs in
-      // the test's child. (The builtin engine takes it.)
-      const posix = builtin ? { sock_impl: 'posix' } : {};
-      expect(await call('nvmf_subsystem_add_listener', { nqn: CNODE2, listen_address: { trtype: 'TCP', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: P0 }, ...posix })).to.equal(true);
+      // listener opened without sock_impl is added again with one: the libspdk engine's forwarder
+      // sends it without sock_impl (docs/differences.md); the builtin engine takes it.
+      expect(await call('nvmf_subsystem_add_listener', { nqn: CNODE2, listen_address: { trtype: 'TCP', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: P0 }, sock_impl: 'posix' })).to.equal(true);
       expect(await call('nvmf_subsystem_add_listener', { nqn: DISCOVERY, listen_address: { trtype: 'tcp', traddr: '127.0.0.1', trsvcid: P0 } })).to.equal(true);
       if (builtin) expect([...backend.sockets].sort()).to.deep.equal(['127.0.0.1:4420', '127.0.0.1:4421', '::1:4420']);
       const subs = await call<Json[]>('nvmf_get_subsystems');

@@ -19,13 +19,20 @@ import { inView } from './methods/nvmf-common';
  * The other: the legacy `size` (bytes) of bdev_lvol_create and bdev_lvol_resize, which SPDK
  * removed in v24.05 but OpenStack Cinder and spdk-csi still send (the builtin engine takes it:
  * docs/differences.md), goes to SPDK as `size_in_mib`, rounded up to a whole MiB (SPDK rounds to
- * clusters anyway).
+ * clusters anyway); with `size_in_mib` too, as the builtin engine answers (both must agree).
+ *
+ * And two calls that crash SPDK v25.09 — in this engine, the whole Node process — never reach it
+ * as they are (docs/differences.md): nvmf_create_transport for TCP with `max_io_size: 0` (a
+ * division by zero) is answered as the builtin engine answers it, -32603 "Failed to create
+ * transport."; nvmf_subsystem_add_listener with `sock_impl` for an address a listener already
+ * has open (SPDK compares the new sock_impl with the open listener's, NULL when it was opened
+ * without one) goes without `sock_impl`, which only chooses how a new listening socket is made.
  */
 export class RpcForwarder implements RpcTarget {
   constructor(readonly client: RpcClient) {}
 
   async call(method: string, params?: unknown, ctx: Partial<RpcContext> = {}): Promise<unknown> {
-    const p = legacySize(method, params === null ? undefined : params);
+    const p = await this.withoutCrashes(method, legacySize(method, params === null ? undefined : params));
     if (ctx.view !== undefined && method.startsWith('nvmf_')) return this.callInView(method, p, ctx);
     const result = await this.client.call(method, p);
     return result === undefined ? null : result;
@@ -37,6 +44,24 @@ export class RpcForwarder implements RpcTarget {
 
   close(): Promise<void> {
     return this.client.close();
+  }
+
+  private async withoutCrashes(method: string, params: unknown): Promise<unknown> {
+    if (params === null || typeof params !== 'object' || Array.isArray(params)) return params;
+    const o = params as Record<string, unknown>;
+    if (method === 'nvmf_create_transport' && o.max_io_size === 0 && typeof o.trtype === 'string' && o.trtype.toUpperCase() === 'TCP') {
+      throw JsonRpcError.internal('Failed to create transport.');
+    }
+    if (method === 'nvmf_subsystem_add_listener' && o.sock_impl !== undefined && o.listen_address !== null && typeof o.listen_address === 'object') {
+      const want = o.listen_address as Record<string, unknown>;
+      const subsystems = (await this.client.call('nvmf_get_subsystems')) as Array<{ listen_addresses?: Array<Record<string, unknown>> }>;
+      const open = Array.isArray(subsystems) && subsystems.some((s) => (s.listen_addresses ?? []).some((l) => sameAddress(l, want)));
+      if (open) {
+        const { sock_impl: _dropped, ...rest } = o;
+        return rest;
+      }
+    }
+    return params;
   }
 
   private async callInView(method: string, params: unknown, ctx: Partial<RpcContext>): Promise<unknown> {
@@ -57,6 +82,13 @@ export class RpcForwarder implements RpcTarget {
   }
 }
 
+/** The same transport address, as SPDK compares listeners (trtype without case, the service as a port). */
+function sameAddress(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  const text = (v: unknown): string => (typeof v === 'string' ? v.trim() : String(v ?? ''));
+  const port = (v: unknown): string => (/^\+?\d+$/.test(text(v)) ? String(Number(text(v))) : text(v));
+  return text(a.trtype).toUpperCase() === text(b.trtype).toUpperCase() && text(a.traddr) === text(b.traddr) && port(a.trsvcid) === port(b.trsvcid);
+}
+
 function nqnParam(params: unknown): string | undefined {
   if (params === null || typeof params !== 'object' || Array.isArray(params)) return undefined;
   const nqn = (params as { nqn?: unknown }).nqn;
@@ -65,12 +97,21 @@ function nqnParam(params: unknown): string | undefined {
 
 const MIB = 1024 * 1024;
 
-/** bdev_lvol_create/resize with `size` (bytes) and no `size_in_mib`: the same call in MiB. */
+/**
+ * bdev_lvol_create/resize with `size` (bytes): the same call in MiB. With both keys, as the
+ * builtin engine answers: the MiB alone when they agree, -32602 when they do not.
+ */
 function legacySize(method: string, params: unknown): unknown {
   if (method !== 'bdev_lvol_create' && method !== 'bdev_lvol_resize') return params;
   if (params === null || typeof params !== 'object' || Array.isArray(params)) return params;
   const { size, ...rest } = params as { size?: unknown; size_in_mib?: unknown };
-  // Anything else (both keys, a size that is not a byte count) goes to SPDK as it is, for its answer.
-  if (rest.size_in_mib !== undefined || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return params;
-  return { ...rest, size_in_mib: Math.ceil(size / MIB) };
+  // A size that is not a byte count goes to SPDK as it is, for its answer.
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return params;
+  const mib = rest.size_in_mib;
+  if (mib === undefined) return { ...rest, size_in_mib: Math.ceil(size / MIB) };
+  if (typeof mib !== 'number') return params;
+  if (mib * MIB !== size) {
+    throw JsonRpcError.invalidParams(`Invalid parameters: size (${size} bytes) and size_in_mib (${mib} MiB) disagree; give one of them`);
+  }
+  return rest;
 }
