@@ -433,6 +433,23 @@ describe('libspdk engine (SPDK in child processes)', function () {
       expect((await c.exited).code, c.output).to.equal(0);
     });
 
+    it("DPDK's runtime directories: a start removes those of SPDK processes that are gone, a stop its own", async () => {
+      // A process that has exited: its pid names a leftover directory.
+      const gone = spawn(process.execPath, ['-e', '0']);
+      await new Promise((r) => gone.on('exit', r));
+      const base = process.getuid?.() === 0 ? '/var/run/dpdk' : path.join(process.env.XDG_RUNTIME_DIR ?? '/tmp', 'dpdk');
+      const stale = path.join(base, `spdk_pid${gone.pid}`);
+      fs.mkdirSync(stale, { recursive: true });
+      fs.writeFileSync(path.join(stale, 'config'), '');
+      const c = child('serve');
+      const r = await c.started();
+      const own = path.join(base, `spdk_pid${r.pid as number}`);
+      const during = { stale: fs.existsSync(stale), own: fs.existsSync(own) };
+      expect((await c.finish()).code, c.output).to.equal(0);
+      expect(during).to.deep.equal({ stale: false, own: true });
+      expect(fs.existsSync(own)).to.equal(false);
+    });
+
     it("SIGTERM reaches Node's handler (SPDK's signal handlers are off); the child stops SPDK and exits cleanly", async () => {
       const c = child('sigterm');
       await c.started();

@@ -95,6 +95,7 @@ export class LibspdkBackend implements EngineBackend {
       privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spdk-node-'));
       socket = path.join(privateDir, 'spdk.sock');
     }
+    sweepDpdkRuntimeDirs();
     const app = new addon.App();
     let backend: LibspdkBackend | undefined;
     try {
@@ -113,6 +114,7 @@ export class LibspdkBackend implements EngineBackend {
       );
     } catch (e) {
       if (privateDir) fs.rmSync(privateDir, { recursive: true, force: true });
+      removeDpdkRuntimeDir(process.pid);
       throw e;
     }
     // The warning only once SPDK runs: a failed start says why in its error instead.
@@ -192,6 +194,44 @@ export class LibspdkBackend implements EngineBackend {
   private cleanup(): void {
     process.off('exit', this.exitHook);
     if (this.privateDir) fs.rmSync(this.privateDir, { recursive: true, force: true });
+    removeDpdkRuntimeDir(process.pid);
+  }
+}
+
+/**
+ * DPDK's runtime directory of an SPDK app started with a private file prefix (`spdk_pid<pid>`,
+ * as this engine starts it): /var/run/dpdk/<prefix> as root, else under XDG_RUNTIME_DIR or /tmp.
+ * DPDK leaves it behind when the process ends.
+ */
+function dpdkRuntimeBase(): string {
+  if (process.getuid?.() === 0) return '/var/run/dpdk';
+  return path.join(process.env.XDG_RUNTIME_DIR ?? '/tmp', 'dpdk');
+}
+
+function removeDpdkRuntimeDir(pid: number): void {
+  try {
+    fs.rmSync(path.join(dpdkRuntimeBase(), `spdk_pid${pid}`), { recursive: true, force: true });
+  } catch {
+    // not ours to insist on
+  }
+}
+
+/** Removes the runtime directories of SPDK apps (`spdk_pid<pid>`) whose process is gone (killed ones leave theirs). */
+function sweepDpdkRuntimeDirs(): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dpdkRuntimeBase());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^spdk_pid(\d+)$/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') removeDpdkRuntimeDir(Number(m[1]));
+    }
   }
 }
 
