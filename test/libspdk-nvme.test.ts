@@ -243,6 +243,9 @@ describe('spdk.nvme on the libspdk engine (SPDK NVMe driver, host in a child pro
       await qp.free();
       out.state = qp.state;
       out.badReactor = await errorOf(ctx.ctrlr.allocQpair({ owner: 'reactor', reactor: 1 }));
+      // Left open with a read in flight: spdk.stop() at the end of the suite detaches it (after).
+      ctx.rq = await ctx.ctrlr.allocQpair({ owner: 'reactor', depth: 4 });
+      ctx.rqRead = ctx.rq.read(ctx.ctrlr.namespace(1), spdk.allocBuffer(4096), 0, 8).catch(() => undefined);
       return out;`)) as Record<string, unknown>;
     expect(r.owner).to.equal('reactor');
     expect(r.bad).to.equal(0);
