@@ -96,4 +96,25 @@ int ParseIoBuffers(const double* d, const double* iov_table, uint32_t depth, uin
   return 0;
 }
 
+IoQueueMemory::~IoQueueMemory() {
+  delete[] desc;
+  delete[] iov_table;
+  delete[] cq;
+}
+
+void IoQueueMemory::Allocate(Napi::Object self, uint32_t depth, uint32_t cq_capacity) {
+  Napi::Env env = self.Env();
+  cq_cap = cq_capacity;
+  desc = new double[static_cast<size_t>(depth) * kDescWords]();
+  iov_table = new double[static_cast<size_t>(depth) * kIovWords * 4]();
+  cq = new int32_t[static_cast<size_t>(cq_cap) * 2]();
+  self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth) * kDescWords,
+                                           ExternalArrayBuffer(env, desc, sizeof(double) * depth * kDescWords), 0));
+  self.Set("iovs", Napi::Float64Array::New(env, static_cast<size_t>(depth) * kIovWords * 4,
+                                           ExternalArrayBuffer(env, iov_table, sizeof(double) * depth * kIovWords * 4), 0));
+  self.Set("cq", Napi::Int32Array::New(env, static_cast<size_t>(cq_cap) * 2,
+                                       ExternalArrayBuffer(env, cq, sizeof(int32_t) * cq_cap * 2), 0));
+  self.Set("cqCapacity", Napi::Number::New(env, cq_cap));
+}
+
 }  // namespace spdk_node

@@ -9,6 +9,7 @@
 #include <napi.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <functional>
@@ -59,6 +60,32 @@ int ParseIoHead(const double* d, uint32_t depth, uint64_t num_blocks, const std:
 int ParseIoBuffers(const double* d, const double* iov_table, uint32_t depth, uint64_t need, uint32_t align,
                    const std::string& name, const std::function<DmaBuffer*(double)>& lookup, struct iovec* iovs,
                    DmaBuffer** bufs, int* iovcnt, std::string* msg);
+
+// The memory a bdev queue shares with JavaScript: the descriptors (depth of them), the iov table
+// (depth * 4 entries) and the completion ring ({tag, status} pairs, cq_cap of them, a power of
+// two). Freed with the queue; JavaScript reaches the views only through the queue's object.
+struct IoQueueMemory {
+  double* desc = nullptr;
+  double* iov_table = nullptr;
+  int32_t* cq = nullptr;
+  uint32_t cq_cap = 0;
+
+  IoQueueMemory() = default;
+  IoQueueMemory(const IoQueueMemory&) = delete;
+  IoQueueMemory& operator=(const IoQueueMemory&) = delete;
+  ~IoQueueMemory();
+  // Allocates it and sets `desc`, `iovs`, `cq` and `cqCapacity` on the queue's JS object.
+  void Allocate(Napi::Object self, uint32_t depth, uint32_t cq_capacity);
+  // The thread completing I/O: one completion, published with a release store of the tail.
+  void Push(uint32_t tag, int32_t status) {
+    const uint32_t t = tail.load(std::memory_order_relaxed);
+    int32_t* e = cq + static_cast<size_t>(t & (cq_cap - 1)) * 2;
+    e[0] = static_cast<int32_t>(tag);
+    e[1] = status;
+    tail.store(t + 1, std::memory_order_release);
+  }
+  alignas(64) std::atomic<uint32_t> tail{0};  // read by the JS thread with acquire
+};
 
 // What a bdev queue's slot (one per tag) holds for the JS thread: busy from submit() until its
 // completion is reaped, and the buffers its I/O references meanwhile.

@@ -78,18 +78,8 @@ BdevQueue::BdevQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BdevQueu
     slots_[i].queue = this;
     slots_[i].tag = i;
   }
-  cq_cap_ = sq_.capacity();
-  desc_ = new double[static_cast<size_t>(depth_) * kDescWords]();
-  iov_table_ = new double[static_cast<size_t>(depth_) * kIovWords * 4]();
-  cq_ = new int32_t[static_cast<size_t>(cq_cap_) * 2]();
   Napi::Object self = info.This().As<Napi::Object>();
-  self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kDescWords,
-                                           ExternalArrayBuffer(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
-  self.Set("iovs", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kIovWords * 4,
-                                           ExternalArrayBuffer(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
-  self.Set("cq", Napi::Int32Array::New(env, static_cast<size_t>(cq_cap_) * 2,
-                                       ExternalArrayBuffer(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
-  self.Set("cqCapacity", Napi::Number::New(env, cq_cap_));
+  mem_.Allocate(self, depth_, sq_.capacity());
   on_complete_ = Napi::Persistent(info[4].As<Napi::Function>());
   link_ = std::make_unique<ReactorLink>(env, "spdk-node:bdev-queue", [this](Napi::Env e) {
     if (closed_) return;
@@ -101,11 +91,7 @@ BdevQueue::BdevQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BdevQueu
   Ref();  // SPDK's thread points at us until close() completes
 }
 
-BdevQueue::~BdevQueue() {
-  delete[] desc_;
-  delete[] iov_table_;
-  delete[] cq_;
-}
+BdevQueue::~BdevQueue() = default;
 
 // ---------------------------------------------------------------------------------------------
 // Opening: a thread on the reactor's core, then the bdev, its channel and the poller there.
@@ -206,7 +192,7 @@ int BdevQueue::Prepare(const double* d, std::string* msg) {
   s->blocks = h.blocks;
   s->nbufs = 0;
   if (h.op != kIoRead && h.op != kIoWrite) return 0;
-  return ParseIoBuffers(d, iov_table_, depth_, h.blocks * block_size_, align_, name_,
+  return ParseIoBuffers(d, mem_.iov_table, depth_, h.blocks * block_size_, align_, name_,
                         [this](double id) { return app_->LookupBuffer(id); }, s->iovs, s->bufs, &s->nbufs, msg);
 }
 
@@ -216,7 +202,7 @@ Napi::Value BdevQueue::Submit(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, ready_ ? "queue is closed" : "queue is not open", ESHUTDOWN, kOpSubmit);
   if (removed_.load(std::memory_order_acquire)) ThrowSpdkError(env, "bdev " + name_ + " was deleted", ENODEV, kOpSubmit);
   const uint32_t count = info[0].As<Napi::Number>().Uint32Value();
-  SubmitIoBatch(env, desc_, count, slots_, kOpSubmit, [this](const double* d, std::string* msg) { return Prepare(d, msg); },
+  SubmitIoBatch(env, mem_.desc, count, slots_, kOpSubmit, [this](const double* d, std::string* msg) { return Prepare(d, msg); },
                 [this](Slot& s) {
                   in_flight_.fetch_add(1, std::memory_order_relaxed);
                   sq_.Push(s.tag);  // cannot fail: at most depth_ slots are busy
@@ -291,11 +277,7 @@ void BdevQueue::SubmitOne(Slot* s) {
   }
   if (rc != 0) {
     // Refused at submission: complete it like a failed I/O.
-    const uint32_t tail = cq_tail_.load(std::memory_order_relaxed);
-    int32_t* e = cq_ + static_cast<size_t>(tail & (cq_cap_ - 1)) * 2;
-    e[0] = static_cast<int32_t>(s->tag);
-    e[1] = rc;
-    cq_tail_.store(tail + 1, std::memory_order_release);
+    mem_.Push(s->tag, rc);
     in_flight_.fetch_sub(1, std::memory_order_acq_rel);
     unnotified_++;
   }
@@ -311,11 +293,7 @@ void BdevQueue::OnIoDone(spdk_bdev_io* io, bool success, void* ctx) {
   BdevQueue* q = s->queue;
   spdk_bdev_free_io(io);
   // Buffer references are dropped in Reap(), on the JS thread (see the builtin queue).
-  const uint32_t tail = q->cq_tail_.load(std::memory_order_relaxed);
-  int32_t* e = q->cq_ + static_cast<size_t>(tail & (q->cq_cap_ - 1)) * 2;
-  e[0] = static_cast<int32_t>(s->tag);
-  e[1] = success ? 0 : -EIO;
-  q->cq_tail_.store(tail + 1, std::memory_order_release);
+  q->mem_.Push(s->tag, success ? 0 : -EIO);
   q->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   q->unnotified_++;  // Poll() wakes JS once per batch
 }
@@ -325,9 +303,9 @@ void BdevQueue::OnIoDone(spdk_bdev_io* io, bool success, void* ctx) {
 
 Napi::Value BdevQueue::Reap(const Napi::CallbackInfo& info) {
   link_->ClearWake();
-  const uint32_t tail = cq_tail_.load(std::memory_order_acquire);
+  const uint32_t tail = mem_.tail.load(std::memory_order_acquire);
   const uint32_t n = tail - cq_head_;
-  const double packed = ReleaseReaped(cq_, cq_cap_, cq_head_, n, slots_);
+  const double packed = ReleaseReaped(mem_.cq, mem_.cq_cap, cq_head_, n, slots_);
   cq_head_ = tail;
   return Napi::Number::New(info.Env(), packed);
 }

@@ -85,11 +85,7 @@ class BdevQueue : public Napi::ObjectWrap<BdevQueue> {
 
   std::vector<Slot> slots_;
   SpscRing<uint32_t> sq_;
-  double* desc_ = nullptr;
-  double* iov_table_ = nullptr;
-  int32_t* cq_ = nullptr;
-  uint32_t cq_cap_ = 0;
-  alignas(64) std::atomic<uint32_t> cq_tail_{0};
+  IoQueueMemory mem_;  // desc, iovs, cq: shared with JavaScript
   uint32_t cq_head_ = 0;  // JS thread
   std::atomic<int> in_flight_{0};
   std::atomic<bool> closing_{false};

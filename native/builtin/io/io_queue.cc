@@ -81,19 +81,8 @@ JsIoQueue::JsIoQueue(const Napi::CallbackInfo& info)
     s.io.cb_ctx = &s;
     s.io.iovs = s.iovs;
   }
-  cq_cap_ = sq_.capacity();
-  desc_ = new double[static_cast<size_t>(depth_) * kDescWords]();
-  iov_table_ = new double[static_cast<size_t>(depth_) * kIovWords * 4]();
-  cq_ = new int32_t[static_cast<size_t>(cq_cap_) * 2]();
-
   Napi::Object self = info.This().As<Napi::Object>();
-  self.Set("desc", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kDescWords,
-                                           ExternalArrayBuffer(env, desc_, sizeof(double) * depth_ * kDescWords), 0));
-  self.Set("iovs", Napi::Float64Array::New(env, static_cast<size_t>(depth_) * kIovWords * 4,
-                                           ExternalArrayBuffer(env, iov_table_, sizeof(double) * depth_ * kIovWords * 4), 0));
-  self.Set("cq", Napi::Int32Array::New(env, static_cast<size_t>(cq_cap_) * 2,
-                                       ExternalArrayBuffer(env, cq_, sizeof(int32_t) * cq_cap_ * 2), 0));
-  self.Set("cqCapacity", Napi::Number::New(env, cq_cap_));
+  mem_.Allocate(self, depth_, sq_.capacity());
   self.Set("blockSize", Napi::Number::New(env, bdev_->block_size()));
   self.Set("numBlocks", Napi::Number::New(env, static_cast<double>(bdev_->num_blocks())));
   self.Set("requiredAlignment", Napi::Number::New(env, bdev_->required_alignment()));
@@ -110,11 +99,7 @@ JsIoQueue::JsIoQueue(const Napi::CallbackInfo& info)
   Ref();
 }
 
-JsIoQueue::~JsIoQueue() {
-  delete[] desc_;
-  delete[] iov_table_;
-  delete[] cq_;
-}
+JsIoQueue::~JsIoQueue() = default;
 
 Napi::Value JsIoQueue::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -157,7 +142,7 @@ int JsIoQueue::Prepare(const double* d, std::string* msg) {
   s->nbufs = 0;
   if (type != IoType::kRead && type != IoType::kWrite) return 0;
   int n = 0;
-  if (int err = ParseIoBuffers(d, iov_table_, depth_, h.blocks * bdev_->block_size(), bdev_->required_alignment(),
+  if (int err = ParseIoBuffers(d, mem_.iov_table, depth_, h.blocks * bdev_->block_size(), bdev_->required_alignment(),
                                bdev_->name(), [this](double id) { return engine_->LookupBuffer(id); }, s->iovs,
                                s->bufs, &n, msg))
     return err;
@@ -173,7 +158,7 @@ Napi::Value JsIoQueue::Submit(const Napi::CallbackInfo& info) {
     ThrowSpdkError(env, opened_ ? "queue is closed" : "queue is not open", ESHUTDOWN, op);
   if (bdev_->removed()) ThrowSpdkError(env, "bdev " + bdev_->name() + " was deleted", ENODEV, op);
   const uint32_t count = info[0].As<Napi::Number>().Uint32Value();
-  SubmitIoBatch(env, desc_, count, slots_, op, [this](const double* d, std::string* msg) { return Prepare(d, msg); },
+  SubmitIoBatch(env, mem_.desc, count, slots_, op, [this](const double* d, std::string* msg) { return Prepare(d, msg); },
                 [this](Slot& s) {
                   in_flight_.fetch_add(1, std::memory_order_relaxed);
                   // Cannot fail: at most depth_ slots are busy and the ring holds depth_ entries.
@@ -232,11 +217,7 @@ void JsIoQueue::OnIoComplete(BdevIo* io, int status, void* ctx) {
   // Buffer references are dropped in Reap(), on the JS thread: to JavaScript a buffer is in
   // flight until its completion is delivered, so free() between submit and completion always
   // fails with EBUSY, never depending on how fast the reactor was.
-  const uint32_t tail = q->cq_tail_.load(std::memory_order_relaxed);
-  int32_t* e = q->cq_ + static_cast<size_t>(tail & (q->cq_cap_ - 1)) * 2;
-  e[0] = static_cast<int32_t>(s->tag);
-  e[1] = status;
-  q->cq_tail_.store(tail + 1, std::memory_order_release);
+  q->mem_.Push(s->tag, status);
   q->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   q->unnotified_++;  // Poll() wakes JS once per batch
 }
@@ -275,11 +256,11 @@ void JsIoQueue::CallJs(napi_env env, napi_value js_cb, void*, void*) {
 Napi::Value JsIoQueue::Reap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   wake_pending_.store(false, std::memory_order_seq_cst);
-  const uint32_t tail = cq_tail_.load(std::memory_order_acquire);
+  const uint32_t tail = mem_.tail.load(std::memory_order_acquire);
   const uint32_t n = tail - cq_head_;
   // Entries [head, head + n) are JS's to read now; their tags stay busy until resubmitted,
   // which is what keeps the reactor from overwriting them (see the header comment).
-  const double packed = ReleaseReaped(cq_, cq_cap_, cq_head_, n, slots_);
+  const double packed = ReleaseReaped(mem_.cq, mem_.cq_cap, cq_head_, n, slots_);
   cq_head_ = tail;
   return Napi::Number::New(env, packed);
 }

@@ -87,11 +87,7 @@ class JsIoQueue : public Napi::ObjectWrap<JsIoQueue> {
   std::vector<Slot> slots_;
   SpscRing<uint32_t> sq_;
   // Shared with JS as external ArrayBuffers.
-  double* desc_ = nullptr;
-  double* iov_table_ = nullptr;
-  int32_t* cq_ = nullptr;  // {tag, status} pairs, capacity cq_cap_
-  uint32_t cq_cap_ = 0;
-  alignas(64) std::atomic<uint32_t> cq_tail_{0};
+  IoQueueMemory mem_;  // desc, iovs, cq: shared with JavaScript
   uint32_t cq_head_ = 0;  // JS thread
   alignas(64) std::atomic<bool> wake_pending_{false};
   std::atomic<int> in_flight_{0};
